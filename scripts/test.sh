@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite (what CI runs): set up, check the generated package is in sync with the notebooks and the
+# notebooks are clean, run the Rust crate's tests, then every notebook's default tier and the Python tests.
+# Extra tiers: NANOCHAT_TEST_FLAGS="slow" bash scripts/test.sh   (flags: slow gpu multigpu net)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+# tests must never touch the user's real cache: give them a private base dir
+export NANOCHAT_BASE_DIR="${NANOCHAT_TEST_BASE_DIR:-$(mktemp -d)}"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+echo "== notebooks -> package in sync, notebooks clean"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  before=$(git status --porcelain -- nanochat nbs)
+  nbdev-export
+  nbdev-clean
+  after=$(git status --porcelain -- nanochat nbs)
+  if [ "$before" != "$after" ]; then
+    echo "FAIL: nbdev-export/nbdev-clean changed files; edit the notebooks, run both, and commit:" >&2
+    diff <(echo "$before") <(echo "$after") >&2 || true
+    exit 1
+  fi
+else
+  echo "(not a git checkout: sync check skipped)"
+fi
+
+echo "== cargo test (rustbpe)"
+cargo test -q --manifest-path rustbpe/Cargo.toml
+
+echo "== pytest: Python tests, capstone graders (reference mode), every notebook's default tier"
+CAPSTONE_IMPL=reference python -m pytest tests lessons nbs -q -p no:cacheprovider

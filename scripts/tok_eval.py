@@ -1,0 +1,8 @@
+"""Print the compression table (bytes per token) of the trained tokenizer.
+
+    python -m scripts.tok_eval
+"""
+from nanochat.tok_train import eval_main
+
+if __name__ == "__main__":
+    eval_main()
