@@ -184,9 +184,9 @@ def build_embedded_corpus(out_dir=None, shard_chars=1_000_000, val_frac=0.05, se
     shard, size, idx = [], 0, 0
     for doc in train:
         shard.append(doc); size += len(doc)
-        if size >= shard_chars: write_shard(shard, out_dir / shard_name(idx), row_group_size=64); shard, size, idx = [], 0, idx + 1
-    if shard: write_shard(shard, out_dir / shard_name(idx), row_group_size=64); idx += 1
-    write_shard(val, out_dir / shard_name(VAL_SHARD), row_group_size=64)
+        if size >= shard_chars: write_shard(shard, out_dir / shard_name(idx), row_group_size=16); shard, size, idx = [], 0, idx + 1
+    if shard: write_shard(shard, out_dir / shard_name(idx), row_group_size=16); idx += 1
+    write_shard(val, out_dir / shard_name(VAL_SHARD), row_group_size=16)
     chars = sum(map(len, docs))
     print0(f"embedded corpus: {len(docs):,} documents, {chars/1e6:.1f}M characters, {idx} train shards + 1 val shard in {out_dir}")
     return out_dir

@@ -1,0 +1,139 @@
+"""Decode speed of the KV-cache Engine vs the naive path that recomputes the whole prefix every step.
+
+    python -m bench.bench_engine                                   # CPU: depth 4, vocab 8192, prompt 64, 128 new tokens
+    python -m bench.bench_engine --device cuda --depth 20 --dtype bfloat16
+
+Both paths start from the same random-weight model and prompt and sample with temperature 1. Each run is split
+into the prefill (the prompt's forward pass + the first token) and the decode (every later token); tokens/s
+counts decoded tokens over all rows. A decode step of the Engine runs 1 new position per row and reads the
+cache; the naive path runs all P + t positions again (so its cost per step grows with t, and the average is
+what you get for a generation of --gen tokens). The tokenizer is a stand-in without special tokens, so no row
+stops early and every run decodes exactly --gen tokens.
+
+On CUDA it also prints the fraction of the memory-bandwidth limit: a decode step must at least read every weight
+(the embedding only for B rows) and the cached keys/values once, so bytes-per-step / time-per-step cannot exceed
+the HBM bandwidth. Small batches are bandwidth-bound (or, at small depth, bound by kernel launches).
+"""
+import argparse, time
+import torch
+
+from nanochat.gpt import GPT, GPTConfig
+from nanochat.engine import Engine, sample_next_token
+
+# peak HBM bandwidth, bytes/s, matched against torch.cuda.get_device_name() (first match wins)
+HBM_BANDWIDTH = [("H200", 4.8e12), ("H100 PCIe", 2.0e12), ("H100", 3.35e12), ("GH200", 4.0e12), ("B200", 8.0e12),
+                 ("A100-SXM4-80GB", 2.04e12), ("A100 80GB PCIe", 1.94e12), ("A100", 1.555e12), ("L40S", 0.864e12),
+                 ("L4", 0.3e12), ("A10", 0.6e12), ("RTX 4090", 1.008e12), ("RTX 3090", 0.936e12), ("V100", 0.9e12)]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class NoSpecialTokens:
+    "Tokenizer stand-in for timing: no stop tokens and no tool tokens, so generation always runs to max_tokens."
+    def __init__(self, vocab_size): self.vocab_size = vocab_size
+    def get_vocab_size(self): return self.vocab_size
+    def get_bos_token_id(self): return None
+    def encode_special(self, name): raise KeyError(name)
+
+
+def build_model(depth, vocab_size, sequence_len, device, dtype):
+    torch.manual_seed(0)
+    cfg = GPTConfig.from_depth(depth, vocab_size, sequence_len=sequence_len)
+    with torch.device("meta"): model = GPT(cfg)
+    model.to_empty(device=device)
+    model.init_weights()
+    with torch.no_grad():  # init zeroes lm_head and the residual projections; any non-degenerate weights will do
+        for p in model.parameters():
+            if p.ndim == 2 and not p.any(): p.normal_(0, p.size(1) ** -0.5)
+    return model.to(dtype=dtype).eval()
+
+
+def sync(device):
+    if device.type == "cuda": torch.cuda.synchronize()
+
+
+def time_engine(engine, prompt, batch, gen, device):
+    "(prefill seconds, decode seconds, decode steps) for Engine.generate."
+    sync(device); t0 = time.perf_counter()
+    steps = engine.generate(prompt, num_samples=batch, max_tokens=gen, temperature=1.0, seed=0)
+    next(steps); sync(device); t1 = time.perf_counter()
+    n = sum(1 for _ in steps); sync(device); t2 = time.perf_counter()
+    return t1 - t0, t2 - t1, n
+
+
+@torch.inference_mode()
+def time_naive(model, prompt, batch, gen, device):
+    "Same, for the naive loop: every step runs the model over the whole sequence so far (no cache)."
+    rng = torch.Generator(device=device).manual_seed(0)
+    ids = torch.tensor([prompt] * batch, dtype=torch.long, device=device)
+    sync(device); t0 = time.perf_counter()
+    ids = torch.cat([ids, sample_next_token(model(ids)[:, -1, :], rng)], dim=1)
+    sync(device); t1 = time.perf_counter()
+    for _ in range(gen - 1):
+        ids = torch.cat([ids, sample_next_token(model(ids)[:, -1, :], rng)], dim=1)
+    sync(device); t2 = time.perf_counter()
+    return t1 - t0, t2 - t1, gen - 1
+
+
+def bytes_per_decode_step(model, batch, context, dtype_bytes):
+    "Weights read once (the embedding only for `batch` rows) + the keys/values of `context` cached positions."
+    c = model.config
+    weights = sum(p.numel() * p.element_size() for p in model.parameters()) - model.transformer.wte.weight.numel() * model.transformer.wte.weight.element_size()
+    weights += batch * c.n_embd * model.transformer.wte.weight.element_size()
+    kv = c.n_layer * 2 * batch * c.n_kv_head * context * c.head_dim * dtype_bytes
+    return weights, kv
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--depth", type=int, default=4)
+    ap.add_argument("--vocab", type=int, default=8192)
+    ap.add_argument("--prompt", type=int, default=64, help="prompt length in tokens")
+    ap.add_argument("--gen", type=int, default=128, help="tokens generated per row")
+    ap.add_argument("--batch", default="1,8", help="comma-separated batch sizes (num_samples)")
+    ap.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    ap.add_argument("--skip-naive", action="store_true", help="only time the engine (the naive path is slow at depth 20)")
+    args = ap.parse_args()
+    if args.threads: torch.set_num_threads(args.threads)
+    if args.gen < 2: ap.error("--gen must be >= 2 (one prefill token + at least one decode step)")
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    batches = [int(b) for b in args.batch.split(",")]
+
+    model = build_model(args.depth, args.vocab, max(2048, args.prompt + args.gen), device, dtype)
+    engine = Engine(model, NoSpecialTokens(args.vocab))
+    prompt = torch.randint(0, args.vocab, (args.prompt,), generator=torch.Generator().manual_seed(1)).tolist()
+    c = model.config
+    print(f"device {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f", {torch.get_num_threads()} threads")
+          + f" | depth {c.n_layer}, n_embd {c.n_embd}, {c.n_head} heads, vocab {c.vocab_size}, "
+          f"{model.num_params() / 1e6:.1f}M params, {args.dtype} | prompt {args.prompt}, generate {args.gen}")
+
+    # warm up both paths (allocator, kernels, lazy init) on a short run
+    time_engine(engine, prompt, max(batches), 4, device)
+    if not args.skip_naive: time_naive(model, prompt, max(batches), 4, device)
+
+    peak = next((bw for name, bw in HBM_BANDWIDTH if name in torch.cuda.get_device_name(device)), None) if device.type == "cuda" else None
+    print(f"{'batch':>5} {'path':>9} {'prefill ms':>11} {'decode tok/s':>13} {'ms/step':>8}")
+    speedups = {}
+    for B in batches:
+        res = {"kv-cache": time_engine(engine, prompt, B, args.gen, device)}
+        if not args.skip_naive: res["naive"] = time_naive(model, prompt, B, args.gen, device)
+        for path in ("naive", "kv-cache"):
+            if path not in res: continue
+            pre, dec, n = res[path]
+            print(f"{B:>5} {path:>9} {pre * 1e3:>11.1f} {B * n / dec:>13.1f} {dec / n * 1e3:>8.2f}")
+        if "naive" in res:
+            speedups[B] = (res["naive"][1] / res["naive"][2]) / (res["kv-cache"][1] / res["kv-cache"][2])
+        if device.type == "cuda":
+            pre, dec, n = res["kv-cache"]
+            w, kv = bytes_per_decode_step(model, B, args.prompt + args.gen // 2, torch.finfo(dtype).bits // 8)
+            achieved = (w + kv) / (dec / n)
+            frac = f", {achieved / peak:.1%} of the {peak / 1e12:.2f} TB/s HBM limit" if peak else " (unknown GPU: no peak bandwidth in the table)"
+            print(f"      batch {B}: {(w + kv) / 1e6:.1f} MB read per step ({w / 1e6:.1f} weights + {kv / 1e6:.1f} KV) "
+                  f"-> {achieved / 1e9:.0f} GB/s{frac}")
+    if speedups:
+        print("decode speedup, kv-cache vs naive (same run): " + ", ".join(f"batch {B}: {s:.1f}x" for B, s in speedups.items()))
+
+
+if __name__ == "__main__":
+    main()
