@@ -15,7 +15,7 @@ from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 import pyarrow as pa
 import pyarrow.parquet as pq
-from .common import get_base_dir, download_file, atomic_write, print0
+from .common import get_base_dir, download_file, atomic_write, print0, run_cli
 
 # %% ../nbs/00b_dataset.ipynb #ac51c88e
 BASE_URL = "https://huggingface.co/datasets/karpathy/fineweb-edu-100b-shuffle/resolve/main"
@@ -201,4 +201,4 @@ def main(argv=None):
     if args.embedded: build_embedded_corpus()
     else: download_shards(args.num_shards, args.workers)
 
-if __name__ == "__main__" and not getattr(builtins, "__IPYTHON__", False): main()
+if __name__ == "__main__" and not getattr(builtins, "__IPYTHON__", False): run_cli(main)

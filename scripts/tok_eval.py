@@ -2,7 +2,8 @@
 
     python -m scripts.tok_eval
 """
+from nanochat.common import run_cli
 from nanochat.tok_train import eval_main
 
 if __name__ == "__main__":
-    eval_main()
+    run_cli(eval_main)

@@ -2,7 +2,8 @@
 
     python -m scripts.tok_train --max-chars=2000000000 --vocab-size=65536
 """
+from nanochat.common import run_cli
 from nanochat.tok_train import train_main
 
 if __name__ == "__main__":
-    train_main()
+    run_cli(train_main)
