@@ -99,4 +99,6 @@ if __name__ == "__main__":
     if not resume_is_exact("bf16_ns", out): raise RuntimeError(f"rank {rank}: save/load/resume is not bit-exact")
     if rank == 0: torch.save(results, out / "dist_result.pt")
     print(f"rank {rank}/{world}: replicas identical, resume exact")
+    dist.barrier()   # let both ranks finish all collective traffic first: tearing gloo down while the peer still
+                     # talks to it can abort the process ("terminate called without an active exception")
     dist.destroy_process_group()
