@@ -29,4 +29,4 @@ echo "== cargo test (rustbpe)"
 cargo test -q --manifest-path rustbpe/Cargo.toml
 
 echo "== pytest: Python tests, capstone graders (reference mode), every notebook's default tier"
-CAPSTONE_IMPL=reference python -m pytest tests lessons nbs -q -p no:cacheprovider
+CAPSTONE_IMPL=reference python -m pytest tests lessons nbs -q -p no:cacheprovider --durations=12
