@@ -85,7 +85,7 @@ def sample_next_token(logits, rng, temperature=1.0, top_k=None):
     return torch.multinomial(probs, 1, generator=rng)
 
 # %% ../nbs/03b_engine.ipynb #03e0d6cb
-MAX_EXPR_CHARS, MAX_EXPR_NODES, MAX_ABS_VALUE, CALC_TIMEOUT_S = 200, 256, 10**100, 0.05
+MAX_EXPR_CHARS, MAX_EXPR_NODES, MAX_ABS_VALUE, CALC_TIMEOUT_S = 200, 256, 10**100, 1.0
 
 class _Rejected(Exception): pass
 
