@@ -12,19 +12,11 @@ you which one your numbers match.
 import math
 import pytest, torch
 import torch.nn.functional as F
+from grading import first_bad
 from adapters import run_rope, run_attention, run_gpt_forward
 
 torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and the graders share the machine)
 ATOL, RTOL = 1e-4, 1e-4   # fp32 logits of size ~10: implementations that differ only in rounding agree to ~1e-5
-
-
-def first_bad(got, want, atol=ATOL, rtol=RTOL):
-    "Where `got` first leaves the tolerance, as a readable string ('' if it never does)."
-    bad = ~torch.isclose(got.double(), want.double(), atol=atol, rtol=rtol)
-    if not bad.any(): return ""
-    i = tuple(bad.nonzero()[0].tolist())
-    return (f"first difference at index {i}: got {got[i].item():.6f}, want {want[i].item():.6f} "
-            f"(max |diff| {(got.double() - want.double()).abs().max().item():.2e}, {bad.sum().item()} of {bad.numel()} entries off)")
 
 
 def check_shape(got, want, what):
@@ -291,7 +283,7 @@ def compare_gpt(cfg, idx, seed, what):
         got = run_gpt_forward(fresh(sd), dict(cfg), idx.clone())
     check_shape(got, want, "run_gpt_forward")
     assert got.dtype == torch.float32, f"run_gpt_forward must return float32 logits, got {got.dtype}"
-    if problem := first_bad(got.detach(), want):
+    if problem := first_bad(got.detach(), want, ATOL, RTOL):
         found = matching_mistakes(got.detach(), gpt_mistakes(sd, cfg, idx))
         raise AssertionError(f"{what}: your logits differ from nanochat's GPT: {problem}. " + (
             f"They match a model with {found[0]}." if found else
@@ -314,7 +306,7 @@ def test_gpt_head_without_blocks():
     sd = model.state_dict()
     with torch.no_grad(): want, got = model(idx), run_gpt_forward(fresh(sd), dict(cfg), idx.clone())
     check_shape(got, want, "run_gpt_forward")
-    if problem := first_bad(got.detach(), want):
+    if problem := first_bad(got.detach(), want, ATOL, RTOL):
         found = matching_mistakes(got.detach(), {k: v for k, v in gpt_mistakes(sd, cfg, idx).items()
                                                  if any(w in k for w in ("soft cap", "tied", "before lm_head"))})
         raise AssertionError(

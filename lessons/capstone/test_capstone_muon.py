@@ -11,6 +11,7 @@ reproduces them.
 """
 import math
 import pytest, torch
+from grading import first_bad
 from adapters import run_newton_schulz, get_adamw_cls, run_muon_step
 
 torch.set_num_threads(1)
@@ -19,15 +20,6 @@ ABC = (3.4445, -4.7750, 2.0315)   # Muon's quintic Newton–Schulz coefficients
 
 def randn(*shape, seed):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
-
-
-def first_bad(got, want, atol, rtol):
-    "Where `got` first leaves the tolerance, as a readable string ('' if it never does)."
-    bad = ~torch.isclose(got.double(), want.double(), atol=atol, rtol=rtol)
-    if not bad.any(): return ""
-    i = tuple(bad.nonzero()[0].tolist())
-    return (f"first difference at index {i}: got {got[i].item():.7f}, want {want[i].item():.7f} "
-            f"(max |diff| {(got.double() - want.double()).abs().max().item():.2e})")
 
 
 def matching(got, mistakes, atol, rtol):
