@@ -1,7 +1,7 @@
 """Tests for the Rust BPE trainer `rustbpe` (built from rustbpe/ by `pip install -e .`).
 
-The heart of it is a deliberately naive pure-Python BPE trainer: split with the same regex, count
-every adjacent pair, merge the most frequent one (ties: the smallest pair), repeat. rustbpe's fast
+The oracle is the course's deliberately naive pure-Python BPE (`nanochat.tokenizer.train_bpe`): split with the
+same regex, count every adjacent pair, merge the most frequent one (ties: the smallest pair), repeat. rustbpe's fast
 incremental algorithm must learn exactly the same merges, encode to the same ids, and its vocabulary
 must give the same ids when loaded into tiktoken.
 """
@@ -13,6 +13,7 @@ import regex
 import tiktoken
 
 import rustbpe
+from nanochat.tokenizer import train_bpe, bpe_encode, bpe_merge, bpe_pair_counts, merges_to_ranks
 
 # ------------------------------------------------------------------------------------------------
 # fixture text: the Python docs' help topics ship with the standard library, so always offline
@@ -30,55 +31,18 @@ def text(full_text):
 
 
 # ------------------------------------------------------------------------------------------------
-# the reference: textbook BPE, written for readability, not speed
+# the reference: the course's readable pure-Python BPE (nbs/01_tokenizer.ipynb), naive by design
 
 
-def merge(ids, pair, new_id):
-    "Replace every occurrence of `pair` in `ids` by `new_id`, left to right, without overlap."
-    out, i = [], 0
-    while i < len(ids):
-        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return out
-
-
-def reference_train(text, vocab_size, pattern):
-    """Return the merges [(a, b), ...] (merge i creates token 256 + i), and for each merge whether
-    its count was tied with another pair's (then only our tie-break rule decided)."""
-    chunk_counts = Counter(regex.findall(pattern, text))  # each distinct chunk once, with its count
-    words = {tuple(chunk.encode("utf-8")): n for chunk, n in chunk_counts.items()}
-    merges, tied = [], []
-    for new_id in range(256, vocab_size):
-        pair_counts = Counter()
-        for ids, n in words.items():
-            for pair in zip(ids, ids[1:]):
-                pair_counts[pair] += n
-        if not pair_counts:
-            break
-        best = min(pair_counts, key=lambda p: (-pair_counts[p], p))  # highest count, then smallest pair
-        merges.append(best)
-        tied.append(sum(n == pair_counts[best] for n in pair_counts.values()) > 1)
-        words = {tuple(merge(list(ids), best, new_id)): n for ids, n in words.items()}
-    return merges, tied
-
-
-def reference_encode(text, merges, pattern):
-    "Per chunk, apply the earliest-learned merge that fits, until none does."
-    rank = {pair: 256 + i for i, pair in enumerate(merges)}
-    out = []
-    for chunk in regex.findall(pattern, text):
-        ids = list(chunk.encode("utf-8"))
-        while len(ids) >= 2:
-            pair = min(zip(ids, ids[1:]), key=lambda p: rank.get(p, float("inf")))
-            if pair not in rank:
-                break
-            ids = merge(ids, pair, rank[pair])
-        out.extend(ids)
-    return out
+def tied_merges(text, merges, pattern):
+    "Per learned merge: did a rival pair have the same count (so only the tie-break rule decided it)?"
+    chunks = Counter(tuple(c.encode("utf-8")) for c in regex.findall(pattern, text))
+    tied = []
+    for pair, new_id in sorted(merges.items(), key=lambda kv: kv[1]):
+        counts = bpe_pair_counts(chunks)
+        tied.append(sum(n == counts[pair] for n in counts.values()) > 1)
+        chunks = {bpe_merge(ids, pair, new_id): n for ids, n in chunks.items()}
+    return tied
 
 
 def train(text, vocab_size, **kwargs):
@@ -99,8 +63,8 @@ def to_tiktoken(tok):
 @pytest.mark.parametrize("pattern", [rustbpe.NANOCHAT_PATTERN, rustbpe.GPT4_PATTERN])
 def test_matches_reference(text, pattern):
     vocab_size = 256 + 200
-    ref, tied = reference_train(text, vocab_size, pattern)
-    assert sum(tied) > 10  # many merges were decided by the tie-break rule, which is tested too
+    ref = train_bpe(text, vocab_size, pattern)
+    assert sum(tied_merges(text, ref, pattern)) > 10  # many merges were decided by the tie-break rule, which is tested too
     tok = train(text, vocab_size, pattern=pattern)
     assert tok.get_pattern() == pattern
     ranks = tok.get_mergeable_ranks()
@@ -108,14 +72,12 @@ def test_matches_reference(text, pattern):
     assert [i for _, i in ranks] == list(range(vocab_size))
     assert [b for b, _ in ranks[:256]] == [bytes([i]) for i in range(256)]
     # each merged token's bytes are the concatenation of the reference's pair
-    vocab = [bytes([i]) for i in range(256)]
-    for a, b in ref:
-        vocab.append(vocab[a] + vocab[b])
+    vocab = sorted(merges_to_ranks(ref), key=merges_to_ranks(ref).get)
     assert [b for b, _ in ranks] == vocab
     # identical encodings: reference encoder, rustbpe, tiktoken
     probe = text[:20_000] + " Hello world! It's 2025: 1234567 🙃\r\n\n  end  "
     ids = tok.encode(probe)
-    assert ids == reference_encode(probe, ref, pattern)
+    assert ids == bpe_encode(probe, ref, pattern)
     assert to_tiktoken(tok).encode_ordinary(probe) == ids
     assert b"".join(vocab[i] for i in ids) == probe.encode("utf-8")
 
@@ -150,7 +112,7 @@ def test_matches_huggingface_until_first_tie(text):
     # up to the first tied merge both must learn the same tokens in the same order
     pytest.importorskip("tokenizers")
     vocab_size, pattern = 256 + 60, rustbpe.NANOCHAT_PATTERN
-    _, tied = reference_train(text, vocab_size, pattern)
+    tied = tied_merges(text, train_bpe(text, vocab_size, pattern), pattern)
     n = tied.index(True) if True in tied else len(tied)
     assert n >= 10  # the check below must mean something
     ours = [b for b, _ in train(text, vocab_size, pattern=pattern).get_mergeable_ranks()[256:]]
