@@ -3,6 +3,7 @@ eager vs torch.compile; on CUDA also MFU.
 
     python -m bench.bench_train --depth 4 --device cpu                  # eager, then compiled (the baseline is eager)
     python -m bench.bench_train --device cuda --depth 12 --depth 20     # bf16 autocast, B=32, T=2048, V=65536
+    python -m bench.bench_train --device cpu --depth 2 --dtypes float32,bfloat16   # is bf16 autocast fast on this CPU?
 
 What one step is: exactly what `scripts.base_train` does per micro-step and optimizer step — forward under bf16
 autocast on CUDA (fp32 elsewhere), backward, one AdamW step (wte, lm_head) and one Muon step (block matrices;
@@ -29,7 +30,7 @@ import argparse, time
 from contextlib import nullcontext
 import torch
 
-from nanochat.common import autodetect_device_type, get_compute_dtype, get_peak_flops
+from nanochat.common import autodetect_device_type, get_compute_dtype, get_peak_flops, _DTYPES
 from nanochat.gpt import GPT, GPTConfig
 from nanochat.optim import setup_optimizers
 
@@ -44,11 +45,10 @@ def build(depth, vocab_size, seq_len, device):
     return model, optimizers
 
 
-def bench_one(depth, mode, args, device):
-    "Time `args.steps` training steps of a depth-`depth` model, eager or compiled. Returns a dict of figures."
+def bench_one(depth, mode, args, device, dtype):
+    "Time `args.steps` training steps of a depth-`depth` model, eager or compiled, under `dtype` autocast (fp32: none)."
     model, optimizers = build(depth, args.vocab_size, args.seq_len, device)
     step_model = torch.compile(model, dynamic=False) if mode == "compile" else model
-    dtype = get_compute_dtype(device.type)
     autocast = torch.amp.autocast(device_type=device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     g = torch.Generator().manual_seed(1)
@@ -74,7 +74,7 @@ def bench_one(depth, mode, args, device):
     flops = model.estimate_flops() * tokens / dt
     peak = get_peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
     mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    return dict(depth=depth, mode=mode, params=model.num_params(), step_ms=1000 * dt, tok_per_sec=tokens / dt,
+    return dict(depth=depth, mode=mode, dtype=str(dtype).replace("torch.", ""), params=model.num_params(), step_ms=1000 * dt, tok_per_sec=tokens / dt,
                 tflops=flops / 1e12, mfu=100 * flops / peak if peak else None, warmup_s=warmup_s, mem_gib=mem)
 
 
@@ -86,6 +86,8 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=None, help="B rows per step (default: 8 on CPU, 32 on CUDA)")
     p.add_argument("--vocab-size", type=int, default=None, help="default: 4096 on CPU, 65536 on CUDA")
     p.add_argument("--modes", default="eager,compile", help="comma-separated: eager, compile (eager is the baseline)")
+    p.add_argument("--dtypes", default=None, help="comma-separated autocast dtypes to compare, e.g. float32,bfloat16 "
+                   "(default: the run's compute dtype, nanochat.common.get_compute_dtype); the first is the baseline")
     p.add_argument("--steps", type=int, default=None, help="timed steps (default: 10 on CPU, 20 on CUDA)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -99,22 +101,23 @@ def main(argv=None):
     args.steps = args.steps or (20 if gpu else 10)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or any(m not in ("eager", "compile") for m in modes): p.error(f"--modes must list eager and/or compile, got {args.modes!r}")
+    try: dtypes = [_DTYPES[d.strip()] for d in args.dtypes.split(",") if d.strip()] if args.dtypes else [get_compute_dtype(device.type)]
+    except KeyError as e: p.error(f"--dtypes: unknown dtype {e}; use float32, bfloat16 or float16")
     if args.threads: torch.set_num_threads(args.threads)
     if gpu: torch.backends.cuda.matmul.allow_tf32 = True
     name = torch.cuda.get_device_name(device) if gpu else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; B={args.batch_size} T={args.seq_len} vocab={args.vocab_size}; dtype "
-          f"{str(get_compute_dtype(device.type)).replace('torch.', '')}; torch {torch.__version__}")
-    print(f"{'depth':>5} {'params':>12} {'mode':>8} {'step ms':>9} {'tok/s':>10} {'TFLOP/s':>8} {'MFU':>7} {'vs eager':>8} {'warm-up s':>9}"
+    print(f"device: {name}; B={args.batch_size} T={args.seq_len} vocab={args.vocab_size}; torch {torch.__version__}")
+    print(f"{'depth':>5} {'params':>12} {'dtype':>9} {'mode':>8} {'step ms':>9} {'tok/s':>10} {'TFLOP/s':>8} {'MFU':>7} {'vs first':>8} {'warm-up s':>9}"
           + (f" {'mem GiB':>8}" if gpu else ""))
     results = []
     for depth in args.depth:
         base = None
-        for mode in modes:
-            r = bench_one(depth, mode, args, device)
-            base = base or (r["tok_per_sec"] if mode == "eager" else None)
-            ratio = f"{r['tok_per_sec'] / base:.2f}x" if base else "-"
+        for dtype, mode in [(d, m) for d in dtypes for m in modes]:
+            r = bench_one(depth, mode, args, device, dtype)
+            base = base or r["tok_per_sec"]   # the first configuration of this depth is the baseline
+            ratio = f"{r['tok_per_sec'] / base:.2f}x"
             mfu = f"{r['mfu']:.1f}%" if r["mfu"] is not None else "-"
-            print(f"{depth:>5} {r['params']:>12,} {mode:>8} {r['step_ms']:>9.1f} {r['tok_per_sec']:>10,.0f} {r['tflops']:>8.3f} "
+            print(f"{depth:>5} {r['params']:>12,} {r['dtype']:>9} {mode:>8} {r['step_ms']:>9.1f} {r['tok_per_sec']:>10,.0f} {r['tflops']:>8.3f} "
                   f"{mfu:>7} {ratio:>8} {r['warmup_s']:>9.1f}" + (f" {r['mem_gib']:>8.1f}" if gpu else ""), flush=True)
             results.append(r)
             if gpu: torch.cuda.empty_cache()

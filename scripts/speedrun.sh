@@ -1,27 +1,105 @@
 #!/usr/bin/env bash
-# The "$100 speedrun" on one 8xH100 node: FineWeb-EDU -> 65,536-token tokenizer -> d20 base model (~561M params,
-# ~11.2B tokens = 20 tokens/param, ~4e19 FLOPs; about 3 h of base_train at ~45-50% MFU).
-#   bash scripts/speedrun.sh            (wrap it in `screen`/`tmux`: it runs for hours)
-# Stages are appended as the course lands them (midtraining, SFT, RL, evaluation, serving).
+# The "$100 speedrun" on one 8xH100 node (~4 h at ~$24/h): FineWeb-EDU -> 65,536-token tokenizer -> d20 base model
+# (~561M params, 11.2B tokens = 20 tokens/param, ~4e19 FLOPs) -> CORE -> midtraining -> SFT -> (RL) -> chat evals ->
+# the report card. Run it inside screen so it survives a dropped ssh connection:
+#   screen -L -Logfile speedrun.log -S speedrun bash scripts/speedrun.sh
+#   WANDB_RUN=d20 bash scripts/speedrun.sh        # log to Weights & Biases (needs `pip install wandb` and a login)
+#   RUN_RL=1 bash scripts/speedrun.sh             # also the (optional, as in the reference) RL stage on GSM8K
+#   bash scripts/speedrun.sh --dry-run            # every stage, in order, at toy size on the CPU (2 gloo ranks,
+#                                                 # embedded data, a temp dir): CI runs this so a typo in a flag or a
+#                                                 # stage can never waste a GPU node
+# An interrupted run started again skips the stages that finished and resumes base training from its last
+# checkpoint. scripts/run1000.sh is this script with the d32 sizing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/common.sh
+
+DRY_RUN=0
+for arg in "$@"; do
+  case $arg in
+    --dry-run) DRY_RUN=1 ;;
+    *) echo "error: unknown argument $arg (usage: bash scripts/speedrun.sh [--dry-run])" >&2; exit 2 ;;
+  esac
+done
+
+# The sizing (run1000.sh overrides these): depth, rows per GPU per forward, shards to download, tokenizer characters.
+DEPTH=${DEPTH:-20}
+DEVICE_BATCH_SIZE=${DEVICE_BATCH_SIZE:-32}
+SHARDS=${SHARDS:-240}          # d20 at 20 tokens/param: 11.2B tokens ~ 54B chars ~ 216 shards of 250M chars (+margin)
+TOK_CHARS=${TOK_CHARS:-2000000000}
+WANDB_RUN=${WANDB_RUN:-}
+WANDB_FLAG=${WANDB_RUN:+--wandb}
+
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
-export NANOCHAT_BASE_DIR="${NANOCHAT_BASE_DIR:-$HOME/.cache/nanochat}"
-export NANOCHAT_DATA=fineweb
 export OMP_NUM_THREADS=1
-export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-NPROC=${NPROC:-$(nvidia-smi -L | wc -l)}
 
-# d20 at ratio 20 needs 11.2B tokens ~ 54B characters ~ 216 shards of 250M characters; 240 leaves a margin.
-# 8 shards first (enough for the tokenizer), the rest in the background while the tokenizer trains.
-python -m nanochat.dataset -n 8
-python -m nanochat.dataset -n 240 &
-DOWNLOAD_PID=$!
+# The real run's flags for every stage. A dry run keeps them all (so a misspelt flag fails in CI, not on the GPU
+# node) and appends toy-size overrides after them (argparse: the last value of a flag wins).
+TAG=d$DEPTH
+TOK=(--max-chars="$TOK_CHARS" --vocab-size=65536)
+BASE=(--depth="$DEPTH" --device-batch-size="$DEVICE_BATCH_SIZE" --save-every=1000 $WANDB_FLAG)
+LOSS=(--model-tag="$TAG" --device-batch-size="$DEVICE_BATCH_SIZE")
+CORE=(--model-tag="$TAG")
+MID=(--model-tag="$TAG" --device-batch-size="$DEVICE_BATCH_SIZE" $WANDB_FLAG)   # pretraining's rows per GPU (memory)
+SFT=(--model-tag="$TAG" $WANDB_FLAG)
+RL=(--model-tag="$TAG" $WANDB_FLAG)
+EVAL=(-g "$TAG")
+if [ "$DRY_RUN" = 1 ]; then
+  # 2 CPU processes with gloo stand in for the 8 GPUs; the embedded corpus and the offline tasks for the hub
+  export NANOCHAT_BASE_DIR="${NANOCHAT_BASE_DIR:-$(mktemp -d -t nanochat_dryrun_XXXX)}"
+  export NANOCHAT_DATA=embedded NANOCHAT_TASKS=offline
+  NPROC=${NPROC:-2}
+  DOWNLOAD_FIRST=(python -m nanochat.dataset --embedded); DOWNLOAD_REST=(true)
+  TOK+=(--vocab-size=512 --max-chars=400000)
+  # keep the depth of the real run in the tag (d20/d32), so the stages find each other by it as they would for real
+  BASE+=(--depth=2 --model-tag="$TAG" --max-seq-len=64 --device-batch-size=4 --total-batch-size=512 --num-iterations=4
+         --eval-every=2 --eval-tokens=1024 --sample-every=-1 --save-every=-1 --device-type=cpu)
+  LOSS+=(--device-batch-size=4 --split-tokens=1024 --device-type=cpu)
+  CORE+=(--max-per-task=4 --device-type=cpu)
+  MID+=(--max-seq-len=64 --device-batch-size=4 --total-batch-size=512 --num-iterations=3 --eval-every=2 --eval-tokens=1024
+        --device-type=cpu)
+  SFT+=(--device-batch-size=2 --target-examples-per-step=4 --num-iterations=3 --eval-every=2 --eval-steps=1
+        --eval-metrics-every=-1 --device-type=cpu)
+  RL+=(--device-batch-size=4 --examples-per-step=2 --num-samples=4 --max-new-tokens=16 --num-steps=2 --eval-every=-1
+       --eval-examples=4 --device-type=cpu)
+  EVAL+=(-x 4 -m 16 --device-type=cpu)
+  RUN_RL=1
+else
+  export NANOCHAT_BASE_DIR="${NANOCHAT_BASE_DIR:-$HOME/.cache/nanochat}"
+  export NANOCHAT_DATA=fineweb NANOCHAT_TASKS=hub
+  export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+  if ! command -v nvidia-smi >/dev/null 2>&1; then
+    echo "error: no nvidia-smi: this run needs CUDA GPUs (try --dry-run on a CPU, or scripts/runcpu.sh)" >&2; exit 1
+  fi
+  NPROC=${NPROC:-$(nvidia-smi -L | wc -l)}
+  need_free_gb $((SHARDS / 10 + 20))   # ~100 MB per shard, plus checkpoints
+  DOWNLOAD_FIRST=(python -m nanochat.dataset -n 8); DOWNLOAD_REST=(python -m nanochat.dataset -n "$SHARDS")
+  RUN_RL=${RUN_RL:-0}
+fi
+LAUNCH=(torchrun --standalone --nproc_per_node="$NPROC")
+echo "speedrun: depth $DEPTH, $NPROC processes, outputs in $NANOCHAT_BASE_DIR$([ "$DRY_RUN" = 1 ] && echo ' (DRY RUN: toy sizes on the CPU)')"
 
-python -m scripts.tok_train --max-chars=2000000000 --vocab-size=65536
-python -m scripts.tok_eval
-
+stage report_reset python -m nanochat.report reset
+# 8 shards (enough for the tokenizer) first, the rest in the background while the tokenizer trains
+stage data_first "${DOWNLOAD_FIRST[@]}"
+"${DOWNLOAD_REST[@]}" & DOWNLOAD_PID=$!
+stage tokenizer python -m scripts.tok_train "${TOK[@]}"
+stage tokenizer_eval python -m scripts.tok_eval
 wait $DOWNLOAD_PID
-torchrun --standalone --nproc_per_node="$NPROC" -m scripts.base_train -- --depth=20
-torchrun --standalone --nproc_per_node="$NPROC" -m scripts.base_loss -- --model-tag=d20
+stage base_train "${LAUNCH[@]}" -m scripts.base_train -- "${BASE[@]}" \
+  $(resume_flag "$NANOCHAT_BASE_DIR/base_checkpoints/$TAG")
+stage base_loss "${LAUNCH[@]}" -m scripts.base_loss -- "${LOSS[@]}"
+stage base_eval "${LAUNCH[@]}" -m scripts.base_eval -- "${CORE[@]}"
+# the identity conversations ship with the package (nanochat/identity_conversations.jsonl): nothing to download
+stage mid_train "${LAUNCH[@]}" -m scripts.mid_train -- "${MID[@]}"
+stage chat_eval_mid "${LAUNCH[@]}" -m scripts.chat_eval -- -i mid "${EVAL[@]}"
+stage chat_sft "${LAUNCH[@]}" -m scripts.chat_sft -- "${SFT[@]}"
+stage chat_eval_sft "${LAUNCH[@]}" -m scripts.chat_eval -- -i sft "${EVAL[@]}"
+if [ "$RUN_RL" = 1 ]; then
+  stage chat_rl "${LAUNCH[@]}" -m scripts.chat_rl -- "${RL[@]}"
+  stage chat_eval_rl "${LAUNCH[@]}" -m scripts.chat_eval -- -i rl -a GSM8K "${EVAL[@]}"
+fi
+stage report python -m nanochat.report generate
+print_timings
+echo "talk to it: python -m scripts.chat_cli -p 'Why is the sky blue?'   |   python -m scripts.chat_web (then open http://<this-host>:8000/)"
