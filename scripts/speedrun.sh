@@ -7,7 +7,7 @@
 #   RUN_RL=1 bash scripts/speedrun.sh             # also the (optional, as in the reference) RL stage on GSM8K
 #   bash scripts/speedrun.sh --dry-run            # every stage, in order, at toy size on the CPU (2 gloo ranks,
 #                                                 # embedded data, a temp dir): CI runs this so a typo in a flag or a
-#                                                 # stage can never waste a GPU node
+#                                                 # stage can never waste a GPU node (DRY_DEVICE=cuda: on a GPU)
 # An interrupted run started again skips the stages that finished and resumes base training from its last
 # checkpoint. scripts/run1000.sh is this script with the d32 sizing.
 set -euo pipefail
@@ -30,8 +30,10 @@ TOK_CHARS=${TOK_CHARS:-2000000000}
 WANDB_RUN=${WANDB_RUN:-}
 WANDB_FLAG=${WANDB_RUN:+--wandb}
 
-bash scripts/setup.sh
-export PATH="$PWD/.venv/bin:$PATH"
+if [ -z "${NANOCHAT_SKIP_SETUP:-}" ]; then   # gpu_check.sh sets it: a GPU box with its own python and no registry
+  bash scripts/setup.sh
+  export PATH="$PWD/.venv/bin:$PATH"
+fi
 export OMP_NUM_THREADS=1
 
 # The real run's flags for every stage. A dry run keeps them all (so a misspelt flag fails in CI, not on the GPU
@@ -50,20 +52,21 @@ if [ "$DRY_RUN" = 1 ]; then
   export NANOCHAT_BASE_DIR="${NANOCHAT_BASE_DIR:-$(mktemp -d -t nanochat_dryrun_XXXX)}"
   export NANOCHAT_DATA=embedded NANOCHAT_TASKS=offline
   NPROC=${NPROC:-2}
+  DEV=${DRY_DEVICE:-cpu}   # gpu_check.sh runs the dry run on cuda
   DOWNLOAD_FIRST=(python -m nanochat.dataset --embedded); DOWNLOAD_REST=(true)
   TOK+=(--vocab-size=512 --max-chars=400000)
   # keep the depth of the real run in the tag (d20/d32), so the stages find each other by it as they would for real
   BASE+=(--depth=2 --model-tag="$TAG" --max-seq-len=64 --device-batch-size=4 --total-batch-size=512 --num-iterations=4
-         --eval-every=2 --eval-tokens=1024 --sample-every=-1 --save-every=-1 --device-type=cpu)
-  LOSS+=(--device-batch-size=4 --split-tokens=1024 --device-type=cpu)
-  CORE+=(--max-per-task=4 --device-type=cpu)
+         --eval-every=2 --eval-tokens=1024 --sample-every=-1 --save-every=-1 --device-type="$DEV")
+  LOSS+=(--device-batch-size=4 --split-tokens=1024 --device-type="$DEV")
+  CORE+=(--max-per-task=4 --device-type="$DEV")
   MID+=(--max-seq-len=64 --device-batch-size=4 --total-batch-size=512 --num-iterations=3 --eval-every=2 --eval-tokens=1024
-        --device-type=cpu)
+        --device-type="$DEV")
   SFT+=(--device-batch-size=2 --target-examples-per-step=4 --num-iterations=3 --eval-every=2 --eval-steps=1
-        --eval-metrics-every=-1 --device-type=cpu)
+        --eval-metrics-every=-1 --device-type="$DEV")
   RL+=(--device-batch-size=4 --examples-per-step=2 --num-samples=4 --max-new-tokens=16 --num-steps=2 --eval-every=-1
-       --eval-examples=4 --device-type=cpu)
-  EVAL+=(-x 4 -m 16 --device-type=cpu)
+       --eval-examples=4 --device-type="$DEV")
+  EVAL+=(-x 4 -m 16 --device-type="$DEV")
   RUN_RL=1
 else
   export NANOCHAT_BASE_DIR="${NANOCHAT_BASE_DIR:-$HOME/.cache/nanochat}"

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The first thing to run on a GPU: ~8 minutes on one H100/H200 that exercise every CUDA path of the course and
+# measure it, before anyone spends a node-day on a speedrun.
+#   bash scripts/gpu_check.sh [OUT_DIR]          (default OUT_DIR: ./gpu_check_out)
+# It needs torch with CUDA, tiktoken and pyarrow in the current python, and the rustbpe extension: either installed,
+# or a wheel built elsewhere with `maturin build --release` (target/wheels/*.whl or dist/*.whl) that this script
+# unpacks into OUT_DIR/site (no pip, no network). Nothing is downloaded: data and tasks are the embedded/offline ones.
+# Each check runs under its own time limit; a failing check is recorded and the next one runs. Out: one table on
+# stdout and OUT_DIR/gpu_check.json (per check: command, exit status, seconds, the figures it printed), logs per check.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+OUT=$(realpath -m "${1:-gpu_check_out}")
+mkdir -p "$OUT/logs"
+PY=${PYTHON:-python3}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export NANOCHAT_BASE_DIR="$OUT/base" NANOCHAT_DATA=embedded NANOCHAT_TASKS=offline NANOCHAT_SKIP_SETUP=1
+export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True OMP_NUM_THREADS=8
+
+if ! "$PY" -c "import rustbpe" 2>/dev/null; then
+  wheel=$(ls -t target/wheels/*.whl dist/*.whl rustbpe/target/wheels/*.whl 2>/dev/null | head -1 || true)
+  if [ -z "$wheel" ]; then
+    echo "error: rustbpe is not importable and no wheel was found (build one: maturin build --release)" >&2; exit 1
+  fi
+  "$PY" -c "import zipfile, sys; z = zipfile.ZipFile(sys.argv[1]); [z.extract(n, sys.argv[2]) for n in z.namelist() if n.startswith('rustbpe')]" "$wheel" "$OUT/site"
+  export PYTHONPATH="$PYTHONPATH:$OUT/site"
+fi
+if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "error: torch sees no CUDA device" >&2; exit 1
+fi
+
+RESULTS="$OUT/results.tsv"; : > "$RESULTS"
+check() {  # check NAME SECONDS CMD...: run one check with a time limit, keep its log, record status and duration
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  echo "== $name (limit ${limit}s): $*"
+  timeout --signal=INT --kill-after=10 "$limit" "$@" > "$OUT/logs/$name.log" 2>&1
+  local rc=$?
+  printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t0))" "$*" >> "$RESULTS"
+  tail -n 15 "$OUT/logs/$name.log"
+}
+
+"$PY" - > "$OUT/logs/env.log" 2>&1 <<'EOF'
+import torch, platform
+print("python", platform.python_version(), "| torch", torch.__version__, "| cuda", torch.version.cuda)
+for i in range(torch.cuda.device_count()):
+    p = torch.cuda.get_device_properties(i); print(f"gpu {i}: {p.name}, {p.total_memory / 2**30:.0f} GiB, SM {p.major}.{p.minor}")
+EOF
+cat "$OUT/logs/env.log"
+
+# 1. pretraining step at speedrun shapes: bf16 autocast + torch.compile, B=32 (d12) / 16 (d20) x T=2048, V=65,536
+check train_d12 150 "$PY" -m bench.bench_train --device cuda --depth 12 --modes compile --steps 20 --warmup 5
+check train_d20 150 "$PY" -m bench.bench_train --device cuda --depth 20 --batch-size 16 --modes compile --steps 15 --warmup 5
+# 2. decode: KV-cache engine at batch 1 and 16, d20, bf16 (tokens/s and fraction of the HBM-bandwidth limit)
+check engine_d20 90 "$PY" -m bench.bench_engine --device cuda --depth 20 --vocab 65536 --dtype bfloat16 --batch 1,16 --skip-naive
+# 3. every stage, tiny, through torchrun on 1 GPU (the speedrun's own script and flags, toy sizes, on cuda)
+check pipeline_1gpu 240 env NPROC=1 DRY_DEVICE=cuda bash scripts/speedrun.sh --dry-run
+
+"$PY" - "$RESULTS" "$OUT" <<'EOF'
+import json, sys, re
+rows = [l.rstrip("\n").split("\t", 3) for l in open(sys.argv[1]) if l.strip()]
+out = {}
+print(f"\n{'check':<16} {'status':<8} {'seconds':>7}  figures")
+for name, rc, secs, cmd in rows:
+    log = open(f"{sys.argv[2]}/logs/{name}.log", errors="replace").read()
+    figures = [l for l in log.splitlines() if re.search(r"tok/s|MFU|mfu|GiB|tokens/s|examples/s|problems/s|bandwidth", l)][-6:]
+    status = "ok" if rc == "0" else ("timeout" if rc in ("124", "130", "137") else f"rc={rc}")
+    out[name] = dict(command=cmd, status=status, seconds=int(secs), figures=figures)
+    print(f"{name:<16} {status:<8} {secs:>7}  {figures[-1] if figures else ''}")
+json.dump(out, open(f"{sys.argv[2]}/gpu_check.json", "w"), indent=1)
+print(f"\nfull logs: {sys.argv[2]}/logs/, summary: {sys.argv[2]}/gpu_check.json")
+EOF
