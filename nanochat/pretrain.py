@@ -18,6 +18,7 @@ import torch.distributed as dist
 
 from .common import compute_init, compute_cleanup, print0, get_base_dir, autodetect_device_type
 from .common import get_compute_dtype, get_peak_flops, DummyWandb
+from .report import get_report
 from .tokenizer import get_tokenizer, get_token_bytes
 from .gpt import GPT, GPTConfig
 from .checkpoint import save_checkpoint, load_checkpoint, find_last_step, load_model
@@ -342,6 +343,18 @@ def train(args):
     print0(f"done: {num_iterations:,} steps, val bpb {loop['val_bpb']:.4f} (best {loop['min_val_bpb']:.4f}), "
            f"training time {loop['training_time'] / 60:.2f}m, wall time {wall / 60:.2f}m")
     if log_file is not None: log_file.close()
+    # the report card (rank 0 writes, the other ranks get a no-op): the reference's keys, MFU over the timed steps
+    timed = history[(10 if use_compile else 1):]
+    mfu_avg = sum(r["mfu"] for r in timed) / len(timed) if timed and peak else None
+    get_report().log("Base model training", [vars(args), {
+        "Number of parameters": num_params, "Number of FLOPs per token": f"{flops_per_token:e}",
+        "Calculated number of iterations": num_iterations, "Number of training tokens": total_tokens,
+        "Tokens : Params ratio": total_tokens / num_params, "DDP world size": world_size,
+        "Minimum validation bpb": loop["min_val_bpb"], "Final validation bpb": loop["val_bpb"],
+        "MFU %": f"{mfu_avg:.2f}%" if mfu_avg is not None else "n/a (no peak FLOP/s known for this device)",
+        "Total training flops": f"{flops_per_token * total_tokens:e}",
+        "Total training time": f"{loop['training_time'] / 60:.2f}m",
+        "Peak memory usage": f"{torch.cuda.max_memory_allocated(device) / 2**20:.2f}MiB" if device_type == "cuda" else "n/a (CPU)"}])
     wandb_run.finish()
     compute_cleanup()
     return dict(history=history, val_bpb=loop["val_bpb"], min_val_bpb=loop["min_val_bpb"], step=step,
@@ -386,5 +399,7 @@ def loss_main(argv=None):
     if rank == 0:
         with autocast: result["samples"] = sample_completions(model, tokenizer, args.sample_prompt or SAMPLE_PROMPTS, args.sample_tokens)
         for t in result["samples"]: print(f"  sample: {t!r}")
+    get_report().log("Base model loss", [{"step": meta["step"], "train bpb": result["train_bpb"], "val bpb": result["val_bpb"]},
+                                         "Samples:\n\n" + "\n".join(f"- `{t!r}`" for t in result.get("samples", []))])
     compute_cleanup()
     return result

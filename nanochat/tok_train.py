@@ -11,8 +11,9 @@ __all__ = ['SANITY_TEXT', 'EVAL_TEXTS', 'token_length_stats', 'train_tokenizer',
 import os, time, argparse
 import torch
 from .common import get_base_dir, print0
+from .report import get_report
 from .dataset import text_iterator, list_parquet_files, get_data_source, get_data_dir, parquets_iter_batched
-from .tokenizer import Tokenizer
+from .tokenizer import Tokenizer, SPECIAL_TOKENS
 
 # %% ../nbs/01b_tok_train.ipynb #192b0fd6
 SANITY_TEXT = "Hello world! It's 2026: 1234567 tokens, café, naïve façade, \t tabs\n\nnewlines, 日本語, 🙂 emoji."
@@ -107,6 +108,9 @@ def train_main(argv=None):
     tok, info = train_tokenizer(args.vocab_size, args.max_chars, args.doc_cap)
     print0(f"trained a {tok.get_vocab_size():,}-token tokenizer in {info['train_time']:.1f}s -> {info['out_dir']}")
     print0(f"token byte lengths: min {info['min']}, max {info['max']}, mean {info['mean']:.2f}, std {info['std']:.2f}")
+    get_report().log("Tokenizer training", [vars(args), {"train_time": info["train_time"],
+        "num_special_tokens": len(SPECIAL_TOKENS), "token_bytes_min": info["min"], "token_bytes_max": info["max"],
+        "token_bytes_mean": info["mean"], "token_bytes_std": info["std"]}])
     return tok, info
 
 def eval_main(argv=None):
@@ -118,4 +122,6 @@ def eval_main(argv=None):
     rows, encoders = compression_table(tok, eval_texts())
     print0(format_table(rows, encoders))
     if len(encoders) == 1: print0("(GPT-2/GPT-4 columns omitted: tiktoken's gpt2/cl100k_base files are not cached locally)")
+    get_report().log("Tokenizer evaluation", [f"Bytes per token (higher is better):\n\n```\n{format_table(rows, encoders)}\n```",
+        {f"{name} bytes/token ({e})": res[e][1] for name, _, res in rows for e in encoders}])
     return rows
