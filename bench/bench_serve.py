@@ -1,0 +1,168 @@
+"""Serving throughput and latency: continuous batching vs one request at a time, in the same run.
+
+    python -m bench.bench_serve                               # CPU, a depth-4 model, HTTP, concurrency 1/4/16/32
+    python -m bench.bench_serve --direct                      # no HTTP: the scheduler alone (needs only torch)
+    python -m bench.bench_serve --device cuda --depth 20 --vocab 65536 --direct --max-tokens 256
+
+For each policy (--max-batch 32 = batched, --max-batch 1 = one request at a time, like a plain worker pool) a
+server process is started with the same randomly initialised model, then C concurrent clients (C in --concurrency)
+each send --requests requests back to back and stream the replies. Printed per row: aggregate generated tokens/s
+over all clients, time to first token (p50/p95, from sending the request to the first token arriving), and the
+ratios batched / one-at-a-time and against the policy's own single stream.
+
+The model is random (the speed of a forward pass does not depend on what the weights know); its output rows for
+the stop tokens are zeroed and decoding is greedy, so every reply runs to exactly --max-tokens tokens and both
+policies generate the same amount of work. The tokenizer is byte-level (256 bytes + nanochat's special tokens),
+built without training.
+"""
+import argparse, asyncio, json, socket, subprocess, sys, threading, time
+import torch
+
+
+def build(depth, vocab, seq_len, device, seed=0):
+    "A random GPT of the given depth and a byte-level chat tokenizer; greedy decoding never picks a stop token."
+    from nanochat.gpt import GPT, GPTConfig
+    from nanochat.tokenizer import Tokenizer
+    tok = Tokenizer.from_ranks({bytes([b]): b for b in range(256)})
+    cfg = GPTConfig.from_depth(depth, vocab_size=max(vocab, tok.get_vocab_size()), sequence_len=seq_len)
+    torch.manual_seed(seed)
+    with torch.device("meta"): model = GPT(cfg)
+    model.to_empty(device=device); model.init_weights()
+    with torch.no_grad():
+        for p in model.parameters():   # init_weights zeroes the output head and residual projections: randomise them
+            if p.ndim == 2 and not p.any(): p.normal_(0, 1.0 / p.size(1) ** 0.5)
+        for t in ("<|assistant_end|>", "<|bos|>"): model.lm_head.weight[tok.encode_special(t)] = 0
+    return model.eval(), tok
+
+
+def prompt_for(i):
+    return [{"role": "user", "content": f"Client {i} asks: " + "tell me about the sea. " * (1 + i % 4)}]
+
+
+def percentile(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+# ---- the server process ----
+def serve(args):
+    import uvicorn
+    from nanochat.serve import Scheduler, make_app
+    torch.set_num_threads(args.threads)
+    model, tok = build(args.depth, args.vocab, args.seq_len, args.device)
+    amp = torch.bfloat16 if args.device == "cuda" else None
+    app = make_app(lambda: [Scheduler(model, tok, max_batch=args.max_batch, autocast_dtype=amp)], model_id="bench")
+    uvicorn.run(app, host="127.0.0.1", port=args.serve, log_level="warning")
+
+
+# ---- HTTP clients ----
+async def http_level(url, conc, args):
+    import httpx
+    ttft, tokens = [], 0
+    async def client(i, h):
+        nonlocal tokens
+        for _ in range(args.requests):
+            body = {"messages": prompt_for(i), "max_tokens": args.max_tokens, "temperature": 0}
+            t0, first = time.perf_counter(), None
+            async with h.stream("POST", f"{url}/chat/completions", json=body) as r:
+                if r.status_code != 200: raise RuntimeError(f"HTTP {r.status_code}: {await r.aread()}")
+                async for line in r.aiter_lines():
+                    if not line.startswith("data: "): continue
+                    ev = json.loads(line[6:])
+                    if "error" in ev: raise RuntimeError(ev["error"])
+                    if "token" in ev and first is None: first = time.perf_counter(); ttft.append(first - t0)
+            tokens += args.max_tokens
+    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=conc + 4)) as h:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(i, h) for i in range(conc)))
+        wall = time.perf_counter() - t0
+    return tokens / wall, ttft
+
+
+def run_http(args, max_batch):
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "bench.bench_serve", "--serve", str(port), "--max-batch", str(max_batch),
+           "--depth", str(args.depth), "--vocab", str(args.vocab), "--seq-len", str(args.seq_len),
+           "--device", args.device, "--threads", str(args.threads)]
+    proc = subprocess.Popen(cmd)
+    try:
+        from nanochat.serve import wait_ready
+        wait_ready(f"http://127.0.0.1:{port}", timeout=300)
+        asyncio.run(http_level(f"http://127.0.0.1:{port}", 1, argparse.Namespace(**{**vars(args), "requests": 1})))  # warm-up
+        return {c: asyncio.run(http_level(f"http://127.0.0.1:{port}", c, args)) for c in args.concurrency}
+    finally:
+        proc.terminate(); proc.wait(timeout=30)
+
+
+# ---- direct (no HTTP) ----
+def run_direct(args, max_batch, model, tok):
+    from nanochat.serve import Scheduler, GenRequest
+    amp = torch.bfloat16 if args.device == "cuda" else None
+    sched = Scheduler(model, tok, max_batch=max_batch, autocast_dtype=amp)
+    render = lambda msgs: tok.render_conversation({"messages": msgs})[0] + [tok.encode_special("<|assistant_start|>")]
+
+    def level(conc, requests):
+        ttft, lock = [], threading.Lock()
+        def client(i):
+            for _ in range(requests):
+                req = sched.submit(GenRequest(render(prompt_for(i)), max_tokens=args.max_tokens, temperature=0.0))
+                first = None
+                while True:
+                    batch = req.queue.get(timeout=600)
+                    if first is None and any(e.get("text") for e in batch):
+                        first = time.perf_counter()
+                        with lock: ttft.append(first - req.t_submit)
+                    if any("error" in e for e in batch): raise RuntimeError(batch)
+                    if any("end" in e for e in batch): break
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(conc)]
+        t0 = time.perf_counter()
+        for t in threads: t.start()
+        for t in threads: t.join()
+        return conc * requests * args.max_tokens / (time.perf_counter() - t0), ttft
+
+    level(1, 1)   # warm-up: first-call allocations and caches are not part of the measurement
+    out = {c: level(c, args.requests) for c in args.concurrency}
+    sched.close()
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    a = p.add_argument
+    a("--depth", type=int, default=4); a("--vocab", type=int, default=4096); a("--seq-len", type=int, default=512)
+    a("--device", default="cpu"); a("--threads", type=int, default=1, help="torch threads (1: the CPU box is shared; raise it on a quiet machine)")
+    a("--concurrency", type=int, nargs="+", default=[1, 4, 16, 32])
+    a("--requests", type=int, default=2, help="requests each client sends, back to back")
+    a("--max-tokens", type=int, default=64)
+    a("--batch", type=int, default=32, help="--max-batch of the batched policy")
+    a("--direct", action="store_true", help="drive the scheduler in-process, without HTTP")
+    a("--serve", type=int, default=None, help=argparse.SUPPRESS); a("--max-batch", type=int, default=32, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.serve: return serve(args)
+    torch.set_num_threads(args.threads)
+    model = tok = None
+    if args.direct: model, tok = build(args.depth, args.vocab, args.seq_len, args.device)
+    cfg = f"depth {args.depth}, vocab {args.vocab}, {args.device}, {args.threads} threads, {args.max_tokens} tokens/reply, " \
+          f"{args.requests} requests per client, {'direct' if args.direct else 'HTTP (SSE)'}"
+    print(f"bench_serve: {cfg}", flush=True)
+    results = {}
+    for name, mb in (("batched", args.batch), ("one-at-a-time", 1)):
+        t0 = time.time()
+        results[name] = run_direct(args, mb, model, tok) if args.direct else run_http(args, mb)
+        print(f"  {name}: measured in {time.time() - t0:.0f} s", flush=True)
+    print(f"\n| policy | clients | tokens/s | TTFT p50 | TTFT p95 | vs 1 client | batched / one-at-a-time |")
+    print("|---|---|---|---|---|---|---|")
+    for name in results:
+        base = results[name][args.concurrency[0]][0]
+        for c in args.concurrency:
+            tps, ttft = results[name][c]
+            ratio = tps / results["one-at-a-time"][c][0]
+            print(f"| {name} | {c} | {tps:,.0f} | {percentile(ttft, .5) * 1000:,.0f} ms | {percentile(ttft, .95) * 1000:,.0f} ms "
+                  f"| {tps / base:.2f}x | {ratio:.2f}x |")
+    if 16 in args.concurrency:
+        print(f"\nbatched, 16 clients vs 1: {results['batched'][16][0] / results['batched'][args.concurrency[0]][0]:.1f}x "
+              f"aggregate tokens/s (goal >= 3x)")
+
+
+if __name__ == "__main__":
+    main()
