@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
+bash scripts/setup_browser.sh   # Debian's chromium for the UI tests (installs it with apt-get when run as root)
 export PATH="$PWD/.venv/bin:$PATH"
 # tests must never touch the user's real cache: give them a private base dir
 export NANOCHAT_BASE_DIR="${NANOCHAT_TEST_BASE_DIR:-$(mktemp -d)}"
