@@ -28,7 +28,8 @@ DEVICE_BATCH_SIZE=${DEVICE_BATCH_SIZE:-32}
 SHARDS=${SHARDS:-240}          # d20 at 20 tokens/param: 11.2B tokens ~ 54B chars ~ 216 shards of 250M chars (+margin)
 TOK_CHARS=${TOK_CHARS:-2000000000}
 WANDB_RUN=${WANDB_RUN:-}
-WANDB_FLAG=${WANDB_RUN:+--wandb}
+WANDB_BASE=${WANDB_RUN:+--wandb}            # base_train logs to wandb with --wandb
+WANDB_CHAT=${WANDB_RUN:+--run=$WANDB_RUN}    # the chat stages take the reference's --run=<name>
 
 if [ -z "${NANOCHAT_SKIP_SETUP:-}" ]; then   # gpu_check.sh sets it: a GPU box with its own python and no registry
   bash scripts/setup.sh
@@ -40,12 +41,12 @@ export OMP_NUM_THREADS=1
 # node) and appends toy-size overrides after them (argparse: the last value of a flag wins).
 TAG=d$DEPTH
 TOK=(--max-chars="$TOK_CHARS" --vocab-size=65536)
-BASE=(--depth="$DEPTH" --device-batch-size="$DEVICE_BATCH_SIZE" --save-every=1000 $WANDB_FLAG)
+BASE=(--depth="$DEPTH" --device-batch-size="$DEVICE_BATCH_SIZE" --save-every=1000 $WANDB_BASE)
 LOSS=(--model-tag="$TAG" --device-batch-size="$DEVICE_BATCH_SIZE")
 CORE=(--model-tag="$TAG")
-MID=(--model-tag="$TAG" --device-batch-size="$DEVICE_BATCH_SIZE" $WANDB_FLAG)   # pretraining's rows per GPU (memory)
-SFT=(--model-tag="$TAG" $WANDB_FLAG)
-RL=(--model-tag="$TAG" $WANDB_FLAG)
+MID=(--model-tag="$TAG" --device-batch-size="$DEVICE_BATCH_SIZE" $WANDB_CHAT)   # pretraining's rows per GPU (memory)
+SFT=(--model-tag="$TAG" $WANDB_CHAT)
+RL=(--model-tag="$TAG" $WANDB_CHAT)
 EVAL=(-g "$TAG")
 if [ "$DRY_RUN" = 1 ]; then
   # 2 CPU processes with gloo stand in for the 8 GPUs; the embedded corpus and the offline tasks for the hub
@@ -62,8 +63,8 @@ if [ "$DRY_RUN" = 1 ]; then
   CORE+=(--max-per-task=4 --device-type="$DEV")
   MID+=(--max-seq-len=64 --device-batch-size=4 --total-batch-size=512 --num-iterations=3 --eval-every=2 --eval-tokens=1024
         --device-type="$DEV")
-  SFT+=(--device-batch-size=2 --target-examples-per-step=4 --num-iterations=3 --eval-every=2 --eval-steps=1
-        --eval-metrics-every=-1 --device-type="$DEV")
+  SFT+=(--device-batch-size=2 --target-examples-per-step=4 --num-iterations=3 --eval-every=2 --eval-examples=4
+        --eval-metrics-every=3 --eval-metrics-max-problems=4 --device-type="$DEV")
   RL+=(--device-batch-size=4 --examples-per-step=2 --num-samples=4 --max-new-tokens=16 --num-steps=2 --eval-every=-1
        --eval-examples=4 --device-type="$DEV")
   EVAL+=(-x 4 -m 16 --device-type="$DEV")

@@ -119,3 +119,174 @@ def run_muon_step(W, grad, momentum_buffer, lr: float, momentum: float, nesterov
         muon_update(W, grad, buf, lr, momentum, nesterov=nesterov, ns_steps=ns_steps, ns_dtype=torch.float32)
         return W, buf
     raise NotImplementedError("lessons/capstone/adapters.py: wire run_muon_step to your Muon update")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stage 5 — tasks and evaluation (after lesson L05). Plain Python and one tensor; no model, no data download.
+
+
+def run_extract_answer(text) -> str | None:
+    """The final answer of a GSM8K-style solution: the number written right after the first "#### " (four hash
+    marks and one space), made of an optional minus sign, then digits, dots and commas. Return it as a string
+    without its commas and without full stops at its end ("#### 1,234." -> "1234"), or None when there is no such
+    number. Never raises: anything that is not a str gives None."""
+    if REFERENCE:
+        from nanochat.tasks import extract_answer
+        return extract_answer(text)
+    raise NotImplementedError("lessons/capstone/adapters.py: wire run_extract_answer to your answer extractor")
+
+
+def run_categorical_choice(logits, prompt_lengths: list[int], letter_ids: list[list[int]]) -> list[int]:
+    """Multiple choice from one forward pass. `logits` (B, T, V) came from a right-padded batch whose row b holds a
+    prompt of prompt_lengths[b] tokens (ending with <|assistant_start|>, then padding); letter_ids[b] lists the
+    token ids of row b's answer letters. For each row return the index, into letter_ids[b], of the letter the model
+    ranks highest as the next token after the prompt."""
+    if REFERENCE:
+        # the course's evaluator works on conversations, a tokenizer and a model: hand it stand-ins that replay
+        # these logits, and name each letter "row:index" so a letter maps back to its token id and position
+        from types import SimpleNamespace
+        from nanochat.chat_eval import categorical_predictions
+
+        class ReplayTokenizer:
+            def render_for_completion(self, conversation): return [0] * conversation["length"]
+            def get_bos_token_id(self): return 0
+            def encode(self, letter):
+                b, j = map(int, letter.split(":"))
+                return [letter_ids[b][j]]
+
+        class ReplayModel:
+            config = SimpleNamespace(sequence_len=logits.size(1), vocab_size=logits.size(2))
+            rotary_seq_len = logits.size(1)
+            def get_device(self): return logits.device
+            def __call__(self, idx): return logits[:idx.size(0)]
+
+        convs = [{"length": n, "letters": [f"{b}:{j}" for j in range(len(ids))]}
+                 for b, (n, ids) in enumerate(zip(prompt_lengths, letter_ids))]
+        preds = categorical_predictions(convs, ReplayTokenizer(), ReplayModel())
+        return [c["letters"].index(p) for c, p in zip(convs, preds)]
+    raise NotImplementedError("lessons/capstone/adapters.py: wire run_categorical_choice to your categorical scorer")
+
+
+def run_pass_at_k(n: int, c: int, k: int) -> float:
+    """pass@k of one problem estimated from n samples of which c passed: the probability that k samples drawn
+    WITHOUT replacement from those n include at least one that passed (the unbiased estimator of the chance that
+    k fresh samples include a pass). A float in [0, 1]; raise ValueError unless 0 <= c <= n and 1 <= k <= n."""
+    if REFERENCE:
+        from nanochat.chat_eval import pass_at_k
+        return pass_at_k(n, c, k)
+    raise NotImplementedError("lessons/capstone/adapters.py: wire run_pass_at_k to your pass@k estimator")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stage 7 — supervised fine-tuning (after lesson L07). Token ids in, tensors out; a small model given by the grader.
+
+
+def run_sft_collate(rows, pad_id: int):
+    """Collate a batch of rendered conversations for SFT. Each row is a list of segments (kind, ids), in order, with
+    kind one of "bos", "user" (<|user_start|> text <|user_end|>), "assistant_start", "text" (assistant text),
+    "python" (<|python_start|> expression <|python_end|>), "output" (<|output_start|> result <|output_end|>) and
+    "assistant_end". Return (inputs, targets), two int64 tensors of shape (B, L-1), L = the longest row: inputs are
+    each row's ids without its last token, right-padded with `pad_id`; targets are the ids the model must predict at
+    each position where the assistant writes that token, and -1 everywhere else (padding included)."""
+    if REFERENCE:
+        from nanochat.sft import collate_sft
+        # the course's render_conversation gives these segments this mask (1 = the assistant writes it)
+        written = {"bos": 0, "user": 0, "assistant_start": 0, "text": 1, "python": 1, "output": 0, "assistant_end": 1}
+        rendered = [([i for _, ids in row for i in ids], [written[k] for k, ids in row for _ in ids]) for row in rows]
+        return collate_sft(rendered, pad_id)
+    raise NotImplementedError("lessons/capstone/adapters.py: wire run_sft_collate to your SFT collation")
+
+
+def run_sft_backward(model, micro_batches) -> float:
+    """Accumulate the gradients of ONE optimizer step made of `micro_batches` [(inputs, targets), ...] (as collated
+    above) into `model`'s parameters (.grad; they start at None): call backward once per micro-batch. `model(inputs)`
+    returns logits (B, T, V) in float32. The step's loss must weigh every supervised token (target != -1) the same,
+    whatever micro-batch it falls in. Return the step's loss as a float."""
+    if REFERENCE:
+        from nanochat.sft import sft_backward
+        total, n = sft_backward(model, micro_batches)
+        return total / max(n, 1)
+    raise NotImplementedError("lessons/capstone/adapters.py: wire run_sft_backward to your masked SFT loss")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stage 8 — the policy-gradient loss of RL (after lesson L08). Plain lists and float tensors in, tensors out.
+
+
+def run_rl_targets(sequences: list[list[int]], masks: list[list[int]], pad_id: int):
+    """Rows of prompt + generated token ids, and per row a 0/1 mask: 1 where the policy sampled the token, 0 on the
+    prompt and on tool output forced into the text. Right-pad every row with `pad_id` to the longest row's length T
+    and return (inputs, targets), two int64 tensors (rows, T - 1): inputs = ids[:, :-1]; targets[i, t] = ids[i, t+1]
+    where token t+1 of row i was sampled by the policy, else -1 (ignored by the loss)."""
+    if REFERENCE:
+        from nanochat.rl import collate
+        return collate(sequences, masks, pad_id)
+    raise NotImplementedError("lessons/capstone/adapters.py: wire run_rl_targets to your RL collation")
+
+
+def run_group_advantages(rewards, group_size: int, std_adv: bool = False):
+    """`rewards` (rows,) float: consecutive blocks of `group_size` rows are samples of the same question. Return the
+    advantages (rows,): each reward minus the mean reward of its block; with `std_adv`, then divided by the block's
+    population standard deviation + 1e-6."""
+    if REFERENCE:
+        import torch
+        from nanochat.rl import group_advantages
+        return torch.cat([group_advantages(g, std_adv).to(rewards.dtype) for g in rewards.split(group_size)])
+    raise NotImplementedError("lessons/capstone/adapters.py: wire run_group_advantages to your advantages")
+
+
+def run_pg_loss(logp, targets, advantages, num_tokens: int):
+    """The policy-gradient loss of one micro-batch: logp (rows, T) float, the log-probability of each target token;
+    targets (rows, T) int, -1 where the position is not trained; advantages (rows,); num_tokens: the number of trained
+    positions in the whole optimizer step (every micro-batch, every rank). Returns a differentiable scalar:
+    −(Σ over trained positions of advantage[row] · logp) / num_tokens."""
+    if REFERENCE:
+        from nanochat.rl import pg_loss
+        return pg_loss(logp, targets, advantages, num_tokens)[0]
+    raise NotImplementedError("lessons/capstone/adapters.py: wire run_pg_loss to your policy-gradient loss")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stage 9 — CORE's multiple-choice scorer (after lesson L09). A model in, one float per choice out.
+
+
+def run_score_choices(model, bos_id: int, context: list[int], choices: list[list[int]]) -> list[float]:
+    """Score the answers of one multiple-choice question the way CORE does. `model(idx)` maps token ids (B, T)
+    (a LongTensor) to logits (B, T, V); `context` and every `choices[i]` are token ids. Return, per choice, the
+    model's average loss (mean cross-entropy, in nats per token) on that choice's tokens when they follow BOS and
+    the context. The predicted answer is then the choice with the lowest score."""
+    if REFERENCE:
+        from nanochat.evaluate import score_sequences
+        seqs = [[bos_id] + list(context) + list(c) for c in choices]
+        spans = [(len(s) - len(c), len(s)) for s, c in zip(seqs, choices)]
+        return score_sequences(model, seqs, spans, pad_id=bos_id)[0]
+    raise NotImplementedError("lessons/capstone/adapters.py: wire run_score_choices to your multiple-choice scorer")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stage 10 — serving (after lesson L10). Token ids and tensors in, text and tensors out; no server needed.
+
+
+def run_stream_text(token_ids: list[int], decode, stop: list[str]) -> list[str]:
+    """Stream a reply safely. Tokens arrive one at a time; after EACH token return the text that may be sent now
+    ('' if none), then one last entry with what is left when the stream ends. `decode(ids) -> str` decodes a list of
+    ids (an unfinished UTF-8 character decodes to U+FFFD). Rules: never send part of a character (wait while the
+    pending tokens decode to text ending in U+FFFD, at most 4 tokens: after that send it as it is); cut the reply
+    before the first occurrence of any string in `stop` and send nothing after it; never send text that could still
+    be the beginning of a stop string, but send everything else as soon as possible."""
+    if REFERENCE:
+        from nanochat.serve import TextStream
+        ts = TextStream(decode, stop)
+        return [ts.push(t) for t in token_ids] + [ts.finish()]
+    raise NotImplementedError("lessons/capstone/adapters.py: wire run_stream_text to your streaming text decoder")
+
+
+def run_ragged_attention(q, k, v, pos):
+    """The attention of one batched decode step. q (B, H, 1, D): one new query per row; k, v (B, H_kv, T, D): each
+    row's cache slot, valid at positions 0..pos[b] (the new token's key and value already written at pos[b]) and
+    holding garbage after that; pos (B,) int64. H is a multiple of H_kv (query head h uses KV head h // (H // H_kv)).
+    Return the attention output (B, H, 1, D), scores scaled by 1/sqrt(D), each row attending only to its own prefix."""
+    if REFERENCE:
+        from nanochat.serve import ragged_attention
+        return ragged_attention(q, k, v, pos)
+    raise NotImplementedError("lessons/capstone/adapters.py: wire run_ragged_attention to your batched decode attention")

@@ -1,4 +1,4 @@
-"""Capstone stage 4 — tasks and evaluation: the GSM8K answer extractor, the categorical scorer, pass@k.
+"""Capstone stage 5 — tasks and evaluation: the GSM8K answer extractor, the categorical scorer, pass@k.
 
     pytest lessons/capstone/test_capstone_tasks.py -q                        # your implementation (adapters.py)
     CAPSTONE_IMPL=reference pytest lessons/capstone/test_capstone_tasks.py   # the course's reference implementation
