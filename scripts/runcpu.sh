@@ -39,13 +39,17 @@ stage base_eval python -m scripts.base_eval --max-per-task=24
 stage mid_train python -m scripts.mid_train --device-batch-size=16 --total-batch-size=4096 --num-iterations=150 \
     --eval-every=50 --eval-tokens=32768 --log-every=25 $(resume_flag "$NANOCHAT_BASE_DIR/mid_checkpoints/d2")
 stage chat_eval_mid python -m scripts.chat_eval -i mid -x 40 -m 48
-# SFT: padded whole conversations, loss only on what the assistant must say
-stage chat_sft python -m scripts.chat_sft --device-batch-size=8 --target-examples-per-step=16 --num-iterations=60 \
-    --eval-every=30 --eval-examples=128 --eval-metrics-every=60 --eval-metrics-max-problems=256 --log-every=10
+# SFT: padded whole conversations, loss only on what the assistant must say. The reference fine-tunes its d20 at 2% of
+# the pretraining LRs (--init-lr-frac=0.02): a nudge to a model that already knows a lot. This 1.4M-parameter model
+# has a format and a tool to learn in 200 steps, and takes the full LRs: measured on held-out arithmetic problems,
+# 200 steps at 1.0 give pass@1 0.34 (pass@8 0.59), 60 steps at 0.02 give 0.002 (0.016), leaving RL nothing to reward.
+stage chat_sft python -m scripts.chat_sft --device-batch-size=8 --target-examples-per-step=16 --num-iterations=200 \
+    --init-lr-frac=1.0 --eval-every=100 --eval-examples=128 --eval-metrics-every=200 --eval-metrics-max-problems=256 \
+    --log-every=50
 stage chat_eval_sft python -m scripts.chat_eval -i sft -x 40 -m 48
 # RL on verifiable rewards: sample 8 answers per arithmetic question, reward the right ones (held-out pass@k printed)
-stage chat_rl python -m scripts.chat_rl --task=Arithmetic --num-steps=40 --examples-per-step=8 --num-samples=8 \
-    --max-new-tokens=96 --eval-examples=64 --eval-every=20 --init-lr-frac=0.1 --log-every=5
+stage chat_rl python -m scripts.chat_rl --task=Arithmetic --num-steps=30 --examples-per-step=16 --num-samples=8 \
+    --max-new-tokens=96 --eval-examples=64 --eval-every=15 --init-lr-frac=0.2 --log-every=10
 stage chat_eval_rl python -m scripts.chat_eval -i rl -a GSM8K -x 40 -m 48
 stage report python -m nanochat.report generate
 stage chat_samples python -m scripts.chat_cli -i rl -t 0 -m 64 -p "Who are you?" \
