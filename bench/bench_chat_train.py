@@ -16,7 +16,7 @@ also shows supervised tokens/s (the targets that carry gradient) and the share o
 the offline SFT mixture when `nanochat.tasks` can build it, else a small built-in set. A tokenizer is trained on
 the spot (vocab --vocab-size) so nothing has to exist on disk.
 
-Measured on the 2-core dev box while ~6 other jobs shared it (load average 7: absolute figures are 10-20x below a
+Measured on a 2-core AMD EPYC CPU while ~6 other jobs shared it (load average 7: absolute figures are 10-20x below a
 quiet box's, the ratios are what this run is for; depth 2, B=8, T=256, vocab 4,096, fp32, 6 timed steps):
 
 | loop | tok/s | vs pretrain | supervised tok/s |
@@ -28,7 +28,7 @@ quiet box's, the ratios are what this run is for; depth 2, B=8, T=256, vocab 4,0
 Midtraining costs what pretraining costs (rendering and packing conversations on the fly is ~10 % at this tiny
 size, less at real sizes where the model dominates). SFT processes fewer tokens per second: 40 % of its positions
 are padding here, its batches change shape every step, and only ~28 % of the positions are supervised. CUDA figures
-(d20, bf16) were not measured: no GPU was lent when this was written.
+(d20, bf16): run it with `--device cuda`.
 """
 import argparse, inspect, json, time
 from contextlib import nullcontext

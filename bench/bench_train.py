@@ -13,7 +13,7 @@ measured (it keeps far ahead: see 04b_data). tokens/s = B·T / step time, averag
 estimate (6 per matmul parameter + attention, `GPT.estimate_flops`); MFU divides it by the GPU's dense bf16 peak
 from `nanochat.common.GPU_PEAK_FLOPS`. On CPU there is no meaningful peak: achieved GFLOP/s are shown instead.
 
-Measured on the 2-core AMD EPYC dev box (AVX-512, 2 threads, torch 2.15, shared with other jobs: ranges over 3 runs;
+Measured on a 2-core AMD EPYC CPU (AVX-512, 2 threads, torch 2.15, shared with other jobs: ranges over 3 runs;
 the eager run is the baseline of the same invocation):
 
 | device | depth | params | B×T | vocab | eager tok/s | compiled tok/s | compiled / eager | cold compile |
@@ -24,7 +24,7 @@ the eager run is the baseline of the same invocation):
 At depth 4 eager already reaches ~90 GFLOP/s (the box's fp32 matmul peak is ~145): the model is matmul-bound and
 compilation can only fuse the element-wise rest (norms, RoPE, ReLU², soft cap); at depth 2 those are a bigger share.
 CUDA figures (depth 12 and 20, bf16, MFU; the reference reports ~45-50% MFU at d20 on H100) were not measured yet:
-no GPU was available when this was written — run the second command above on one.
+run the second command above on a GPU to get them.
 """
 import argparse, time
 from contextlib import nullcontext
