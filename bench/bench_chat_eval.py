@@ -18,7 +18,7 @@ import argparse, os, time
 from contextlib import nullcontext
 import torch
 
-from nanochat.gpt import GPT, GPTConfig
+from bench.bench_engine import build_model   # a random GPT with no all-zero matrices
 from nanochat.engine import Engine
 from nanochat.tokenizer import Tokenizer, get_tokenizer
 from nanochat.chat_eval import make_task, run_categorical_eval, run_generative_eval
@@ -32,18 +32,6 @@ def load_tokenizer(vocab):
         import pydoc_data.topics
         text = "\n".join(pydoc_data.topics.topics[k] for k in sorted(pydoc_data.topics.topics))
         return Tokenizer.train_from_iterator([text], vocab_size=vocab), "trained on pydoc topics"
-
-
-def build_model(depth, vocab_size, device, dtype):
-    torch.manual_seed(0)
-    cfg = GPTConfig.from_depth(depth, vocab_size, sequence_len=2048)
-    with torch.device("meta"): model = GPT(cfg)
-    model.to_empty(device=device)
-    model.init_weights()
-    with torch.no_grad():  # init zeroes lm_head and the residual projections; any non-degenerate weights will do
-        for p in model.parameters():
-            if p.ndim == 2 and not p.any(): p.normal_(0, p.size(1) ** -0.5)
-    return model.eval()
 
 
 def timed(fn, device):
@@ -71,7 +59,7 @@ def main():
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     autocast = (lambda: torch.amp.autocast(device_type=device.type, dtype=dtype)) if dtype != torch.float32 else nullcontext
     tok, tok_what = load_tokenizer(args.vocab)
-    model = build_model(args.depth, tok.get_vocab_size(), device, dtype)
+    model = build_model(args.depth, tok.get_vocab_size(), 2048, device, torch.float32)
     engine = Engine(model, tok)
     c = model.config
     print(f"device {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f", {torch.get_num_threads()} threads")

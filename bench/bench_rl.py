@@ -16,25 +16,13 @@ import argparse, time
 from contextlib import nullcontext
 import torch
 
-from nanochat.gpt import GPT, GPTConfig
+from bench.bench_engine import build_model   # a random GPT with no all-zero matrices
 from nanochat.engine import Engine
 from nanochat.tokenizer import Tokenizer
 from nanochat.tasks import Arithmetic, message_text
 from nanochat.rl import sample_group, collate, token_logprobs, pg_loss, group_advantages
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
-
-def build_model(depth, vocab_size, sequence_len, device, dtype):
-    torch.manual_seed(0)
-    cfg = GPTConfig.from_depth(depth, vocab_size, sequence_len=sequence_len)
-    with torch.device("meta"): model = GPT(cfg)
-    model.to_empty(device=device)
-    model.init_weights()
-    with torch.no_grad():   # init zeroes lm_head and the residual projections; any non-degenerate weights will do
-        for p in model.parameters():
-            if p.ndim == 2 and not p.any(): p.normal_(0, p.size(1) ** -0.5)
-    return model
 
 
 def sync(device):
