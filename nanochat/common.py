@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['USER_ERRORS', 'GPU_PEAK_FLOPS', 'autodetect_device_type', 'cpu_matmul_probe', 'get_compute_dtype', 'get_dist_info',
            'is_main_process', 'compute_init', 'compute_cleanup', 'print0', 'get_logger', 'get_base_dir', 'atomic_write',
-           'atomic_torch_save', 'DownloadError', 'download_file', 'run_cli', 'DummyWandb', 'get_peak_flops']
+           'atomic_torch_save', 'DownloadError', 'download_file', 'run_cli', 'DummyWandb', 'get_peak_flops', 'explore']
 
 # %% ../nbs/00_common.ipynb #e5a89cb7
 import os, sys, time, logging, tempfile, contextlib, builtins, functools, urllib.request, urllib.error
@@ -227,10 +227,37 @@ class DummyWandb:
 # dense bf16 tensor-core peak FLOP/s by device-name substring (first match wins, so specific names go first)
 GPU_PEAK_FLOPS = [("H200", 989e12), ("H100 PCIe", 756e12), ("H100", 989e12), ("GH200", 989e12), ("B200", 2250e12),
                   ("A100", 312e12), ("A10G", 125e12), ("L40S", 362e12), ("L4", 121e12), ("RTX 4090", 165e12),
-                  ("RTX 3090", 71e12), ("V100", 125e12), ("T4", 65e12)]
+                  ("RTX 3090", 71e12)]
+# No V100 or T4 entry on purpose: Volta and Turing tensor cores do fp16, not bf16, so a bf16 run there is not
+# measured against a tensor-core peak and an "MFU" would mean nothing (torch emulates bf16 matmuls on them).
 
 def get_peak_flops(device_name):
     "Peak dense bf16 FLOP/s for a GPU name (e.g. torch.cuda.get_device_name()), or None if unknown (MFU not shown)."
     for key, flops in GPU_PEAK_FLOPS:
         if key.lower() in device_name.lower(): return flops
     return None
+
+# %% ../nbs/00_common.ipynb #9157fe37
+def _live_jupyter():
+    "True inside a Jupyter kernel with a front-end that can draw widgets (not the test runner, not plain python)."
+    if os.environ.get("NANOCHAT_STATIC_WIDGETS"): return False
+    try: shell = get_ipython().__class__.__name__  # noqa: F821 (defined inside IPython only)
+    except NameError: return False
+    return shell == "ZMQInteractiveShell"
+
+def explore(fn, **controls):
+    """Call `fn(**values)` for the ipywidgets `controls` and show its output; live controls in Jupyter, a static
+    render of the starting values anywhere else. Returns the static result (None when live)."""
+    values = {k: w.value for k, w in controls.items()}
+    if _live_jupyter():
+        import ipywidgets
+        from IPython.display import display
+        display(ipywidgets.interactive(fn, **controls))
+        return None
+    out = fn(**values)
+    if out is not None:
+        try:
+            from IPython.display import display
+            display(out)
+        except ImportError: print(out)
+    return out
