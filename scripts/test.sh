@@ -26,6 +26,14 @@ else
   echo "(not a git checkout: sync check skipped)"
 fi
 
+echo "== uv.lock in sync with pyproject.toml"
+# offline and instant when the lock is current; fails when a dependency changed without `uv lock` (uv is in the
+# test extra, so it is in .venv whichever way setup installed)
+if ! .venv/bin/uv lock --check --offline -q; then
+  echo "FAIL: uv.lock is stale: run \`uv lock\` (or .venv/bin/uv lock) and commit uv.lock" >&2
+  exit 1
+fi
+
 echo "== cargo test (rustbpe)"
 cargo test -q --manifest-path rustbpe/Cargo.toml
 
