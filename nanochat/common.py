@@ -49,7 +49,7 @@ def get_compute_dtype(device_type=None):
         if probe["bfloat16"] >= 1.3 * probe["float32"]: return torch.bfloat16
     return torch.float32
 
-# %% ../nbs/00_common.ipynb #3ba5c83f
+# %% ../nbs/00_common.ipynb #b565363a
 def get_dist_info():
     "(is_distributed, rank, local_rank, world_size), read from torchrun's environment variables."
     if all(k in os.environ for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")):
@@ -93,7 +93,7 @@ def compute_cleanup():
         dist.barrier()
         dist.destroy_process_group()
 
-# %% ../nbs/00_common.ipynb #883d628e
+# %% ../nbs/00_common.ipynb #9e758fe4
 def print0(*args, **kwargs):
     "print, but only on rank 0."
     if is_main_process(): print(*args, **kwargs)
@@ -109,7 +109,7 @@ def get_logger(name="nanochat"):
     logger.setLevel(logging.INFO if is_main_process() else logging.WARNING)
     return logger
 
-# %% ../nbs/00_common.ipynb #9e758fe4
+# %% ../nbs/00_common.ipynb #6d4f38d2
 def get_base_dir():
     "The directory for data, tokenizers and checkpoints: $NANOCHAT_BASE_DIR or ~/.cache/nanochat (created)."
     if (d := os.environ.get("NANOCHAT_BASE_DIR")): base = Path(d).expanduser()
@@ -117,7 +117,7 @@ def get_base_dir():
     base.mkdir(parents=True, exist_ok=True)
     return base
 
-# %% ../nbs/00_common.ipynb #e3ea805e
+# %% ../nbs/00_common.ipynb #d6de7952
 @contextlib.contextmanager
 def atomic_write(path, mode="wb"):
     "Open a temp file next to `path` for writing; on success it atomically replaces `path`, on error it is removed."
@@ -139,7 +139,7 @@ def atomic_torch_save(obj, path):
     "torch.save through `atomic_write`."
     with atomic_write(path) as f: torch.save(obj, f)
 
-# %% ../nbs/00_common.ipynb #cafe6a46
+# %% ../nbs/00_common.ipynb #c5079dac
 class DownloadError(RuntimeError): pass
 
 def _fetch_once(url, part, timeout, progress, desc):
@@ -196,7 +196,7 @@ def download_file(url, path, retries=5, timeout=30, expected_size=None, validate
     raise DownloadError(f"could not download {url} to {path} after {retries} attempts: {last}"
                         + (f" (partial file kept for resume: {part})" if part.exists() else ""))
 
-# %% ../nbs/00_common.ipynb #97a4cd32
+# %% ../nbs/00_common.ipynb #42608392
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, DownloadError)
 
 def run_cli(main, argv=None):
@@ -218,7 +218,7 @@ def run_cli(main, argv=None):
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
 
-# %% ../nbs/00_common.ipynb #69be4905
+# %% ../nbs/00_common.ipynb #1a0e8d08
 class DummyWandb:
     "Accepts wandb calls and does nothing: used when --wandb is off."
     def log(self, *args, **kwargs): pass
@@ -237,7 +237,7 @@ def get_peak_flops(device_name):
         if key.lower() in device_name.lower(): return flops
     return None
 
-# %% ../nbs/00_common.ipynb #9157fe37
+# %% ../nbs/00_common.ipynb #0aba58b9
 def _live_jupyter():
     "True inside a Jupyter kernel with a front-end that can draw widgets (not the test runner, not plain python)."
     if os.environ.get("NANOCHAT_STATIC_WIDGETS"): return False

@@ -191,7 +191,7 @@ def build_embedded_corpus(out_dir=None, shard_chars=1_000_000, val_frac=0.05, se
     print0(f"embedded corpus: {len(docs):,} documents, {chars/1e6:.1f}M characters, {idx} train shards + 1 val shard in {out_dir}")
     return out_dir
 
-# %% ../nbs/00b_dataset.ipynb #ea88c053
+# %% ../nbs/00b_dataset.ipynb #b907fc3b
 def main(argv=None):
     p = argparse.ArgumentParser(description="Get pretraining text: FineWeb-EDU shards or the embedded offline corpus")
     p.add_argument("-n", "--num-shards", type=int, default=-1, help="FineWeb shards to download (-1: all); the val shard always comes too")
