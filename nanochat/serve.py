@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .attention import rms_norm, apply_rotary
 from .engine import KVCache, use_calculator
 
-# %% ../nbs/10_serving.ipynb #201631e3
+# %% ../nbs/10_serving.ipynb #40626dae
 class SlotCache:
     """Keys and values of up to `slots` independent sequences, each with its own length: one tensor
     (n_layer, 2, slots, H_kv, capacity, D), allocated on the first prompt (in that prompt's dtype). The active rows
@@ -48,7 +48,7 @@ class SlotCache:
         "Move a row from slot `src` to slot `dst` (to keep the active rows compact when one leaves)."
         self.kv[:, :, dst, :, :length] = self.kv[:, :, src, :, :length]
 
-# %% ../nbs/10_serving.ipynb #33dbd8a5
+# %% ../nbs/10_serving.ipynb #cac089de
 def ragged_attention(q, k, v, pos):
     """Attention for one new query per row: q (B, H, 1, D); k, v (B, H_kv, T, D) where row b's keys are valid at
     positions 0..pos[b] (its new key included) and garbage beyond. -> (B, H, 1, D)."""
@@ -85,7 +85,7 @@ def decode_step(model, cache, ids, pos):
     logits = model.lm_head(rms_norm(x)[:, 0]).float()
     return model.softcap * torch.tanh(logits / model.softcap)
 
-# %% ../nbs/10_serving.ipynb #17669ded
+# %% ../nbs/10_serving.ipynb #f4f64ec1
 class TextStream:
     """Turns token ids arriving one at a time into text that is safe to send: only whole UTF-8 characters, cut before
     the first stop string, and holding back any ending that could still become a stop string.
@@ -126,7 +126,7 @@ def _stop_prefix(text, stops):
             if text.endswith(st[:k]): best = text[-k:]; break
     return best
 
-# %% ../nbs/10_serving.ipynb #7222c3a3
+# %% ../nbs/10_serving.ipynb #60c6ddcd
 class GenRequest:
     """One generation request: a prompt, `n` independent continuations of it, and each one's sampling settings and
     stop conditions. The scheduler thread reports progress through `deliver(events)`: lists of dicts
@@ -162,7 +162,7 @@ class _SyncQueue:
             if not self.cv.wait_for(lambda: self.items, timeout): raise TimeoutError("no event from the scheduler")
             return self.items.popleft()
 
-# %% ../nbs/10_serving.ipynb #60c6ddcd
+# %% ../nbs/10_serving.ipynb #282bda18
 class _Seq:
     "Decoding state of one row (one choice of one request)."
     def __init__(self, req, index, device):
@@ -360,7 +360,7 @@ class Scheduler:
             self.stats["completed"] += 1
             events.append(dict(end=True, prompt_tokens=len(r.prompt), completion_tokens=r.completion_tokens))
 
-# %% ../nbs/10_serving.ipynb #7ab7774f
+# %% ../nbs/10_serving.ipynb #e1d849cc
 @dataclass
 class Limits:
     "What one request may ask for (the reference server's limits are the defaults) and the server's defaults."
@@ -492,7 +492,7 @@ def validate_chat(raw, content_type, limits, openai=False):
     req["include_usage"] = bool(isinstance(opts, dict) and opts.get("include_usage"))
     return req
 
-# %% ../nbs/10_serving.ipynb #d545f1e9
+# %% ../nbs/10_serving.ipynb #73aa8b10
 def render_prompt(tokenizer, messages, context):
     "Token ids of the conversation, ending with <|assistant_start|>; APIError if it does not fit the context."
     ids, _ = tokenizer.render_conversation({"messages": messages}, max_tokens=1 << 40)   # never truncate silently
@@ -502,7 +502,7 @@ def render_prompt(tokenizer, messages, context):
                        "(including the reply): shorten it or start a new conversation", "messages", "context_length_exceeded")
     return ids
 
-# %% ../nbs/10_serving.ipynb #3324ad96
+# %% ../nbs/10_serving.ipynb #d0b5a886
 def _sse(obj): return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 def _error_response(e):
@@ -647,7 +647,7 @@ def _markers(kinds, ev):
     if prev == kind: return ev["text"]
     return _CLOSE.get(prev, "") + _OPEN.get(kind, "") + ev["text"]
 
-# %% ../nbs/10_serving.ipynb #c3ae97f1
+# %% ../nbs/10_serving.ipynb #ec238716
 def make_app(load, model_id="nanochat", limits=None):
     """The FastAPI app. `load()` returns the list of `Scheduler`s (one per replica); it runs in a thread at startup,
     and until it returns every chat request gets 503 with Retry-After."""
@@ -717,7 +717,7 @@ def _ui_html():
     if not path.is_file(): return "<h1>nanochat</h1><p>ui.html is missing from the package: reinstall it (pip install -e .)</p>"
     return path.read_text(encoding="utf-8")
 
-# %% ../nbs/10_serving.ipynb #ec238716
+# %% ../nbs/10_serving.ipynb #ab90b9d3
 def serve_in_thread(app, host="127.0.0.1", port=0, timeout=60):
     """Run `app` under uvicorn in a background thread (tests, the notebook, benchmarks) -> (server, base_url).
     Stop it with `server.should_exit = True`. port=0 picks a free port."""
@@ -750,7 +750,7 @@ def wait_ready(url, timeout=120):
         time.sleep(0.05)
     raise TimeoutError(f"{url} did not become ready in {timeout} s")
 
-# %% ../nbs/10_serving.ipynb #8c7ab443
+# %% ../nbs/10_serving.ipynb #49d7c0b3
 def load_replicas(source="sft", num_gpus=1, device_type=None, model_tag=None, step=None, dtype="bfloat16",
                   max_batch=32, context=None, base_dir=None):
     "One model replica (and scheduler) per GPU, or one on CPU/MPS -> list of Schedulers."
