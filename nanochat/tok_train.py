@@ -16,13 +16,14 @@ from .dataset import text_iterator, list_parquet_files, get_data_source, get_dat
 from .tokenizer import Tokenizer, SPECIAL_TOKENS
 
 # %% ../nbs/01b_tok_train.ipynb #192b0fd6
-SANITY_TEXT = "Hello world! It's 2026: 1234567 tokens, café, naïve façade, \t tabs\n\nnewlines, 日本語, 🙂 emoji."
-
 def token_length_stats(tokenizer_dir):
-    "min / max / mean / std of the byte lengths of the ordinary (non-special) tokens."
+    "min / max / mean / std of the byte lengths of the ordinary (non-special) tokens, from `token_bytes.pt`."
     tb = torch.load(os.path.join(tokenizer_dir, "token_bytes.pt")).float()
     tb = tb[tb > 0]
     return dict(min=int(tb.min()), max=int(tb.max()), mean=float(tb.mean()), std=float(tb.std()))
+
+# %% ../nbs/01b_tok_train.ipynb #3efa56e0
+SANITY_TEXT = "Hello world! It's 2026: 1234567 tokens, café, naïve façade, \t tabs\n\nnewlines, 日本語, 🙂 emoji."
 
 def train_tokenizer(vocab_size=65536, max_chars=2_000_000_000, doc_cap=10_000, out_dir=None, data_dir=None):
     "Train a tokenizer on the train split of the text source and save it (default: <base>/tokenizer)."
@@ -35,7 +36,7 @@ def train_tokenizer(vocab_size=65536, max_chars=2_000_000_000, doc_cap=10_000, o
     tok.save(out_dir)
     return tok, dict(train_time=train_time, out_dir=str(out_dir), **token_length_stats(out_dir))
 
-# %% ../nbs/01b_tok_train.ipynb #15005035
+# %% ../nbs/01b_tok_train.ipynb #09e3b4c6
 EVAL_TEXTS = {
     "news": ("The city council voted on Tuesday to extend the night bus service through the winter, citing a 14% rise "
              "in late-evening ridership since March. Officials said the pilot would cost about $2.3 million and be "
@@ -97,7 +98,7 @@ def eval_texts(max_chars=200_000, data_dir=None):
         texts[f"data-{split}"] = "\n\n".join(docs)
     return texts
 
-# %% ../nbs/01b_tok_train.ipynb #09e3b4c6
+# %% ../nbs/01b_tok_train.ipynb #5c5eaaf8
 def train_main(argv=None):
     p = argparse.ArgumentParser(description="Train the BPE tokenizer on the pretraining text")
     p.add_argument("--max-chars", type=int, default=2_000_000_000, help="characters of training text to use")

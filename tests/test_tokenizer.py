@@ -161,3 +161,30 @@ def test_visualize(tok):
     assert "\033[92m" in out and "\033[91m" in out and "\\n" in out and f"({ids[0]})" in out
     assert "<span" in tok.visualize_tokenization(ids, html_output=True)
     with pytest.raises(ValueError, match="mask"): tok.visualize_tokenization(ids, mask[:-1])
+
+# ---- the reference's names and call forms ----
+def test_reference_names(tok, tmp_path, monkeypatch):
+    from nanochat.tokenizer import RustBPETokenizer
+    assert RustBPETokenizer is Tokenizer
+    t = RustBPETokenizer.train_from_iterator(iter([TEXT]), 300)
+    t.save(tmp_path / "tokenizer")
+    monkeypatch.setenv("NANOCHAT_BASE_DIR", str(tmp_path))
+    t2 = get_tokenizer()
+    assert t2.encode(TEXT) == t.encode(TEXT) and t2.get_bos_token_id() == 291
+    for dev in ("cpu", torch.device("cpu")):   # get_token_bytes(device), as the reference calls it
+        tb = get_token_bytes(dev)
+        assert tb.shape == (300,) and tb.device.type == "cpu"
+    assert get_token_bytes(device="cpu").tolist() == get_token_bytes(tmp_path / "tokenizer").tolist()
+    (tmp_path / "cpu").mkdir()   # a directory that happens to be called like a device is still a directory
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="token_bytes.pt"): get_token_bytes("cpu")
+
+def test_call_is_checked_encode(tok):
+    assert tok("fox", prepend="<|bos|>") == tok.encode("fox", prepend="<|bos|>")
+    with pytest.raises(TypeError, match="int"): tok(42)
+
+def test_bpe_decode_roundtrip():
+    from nanochat.tokenizer import bpe_decode
+    merges = train_bpe(TEXT, 296)
+    assert bpe_decode(bpe_encode(TEXT, merges), merges) == TEXT
+    assert bpe_decode([0xE2], merges) == "\ufffd"
