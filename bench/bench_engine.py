@@ -13,8 +13,15 @@ stops early and every run decodes exactly --gen tokens.
 On CUDA it also prints the fraction of the memory-bandwidth limit: a decode step must at least read every weight
 (the embedding only for B rows) and the cached keys/values once, so bytes-per-step / time-per-step cannot exceed
 the HBM bandwidth. Small batches are bandwidth-bound (or, at small depth, bound by kernel launches).
+
+Before/after: the engine as of git commit --baseline (default 920c88b, before the decode loop's fast path and the
+unchecked exponential-race sampler) is loaded from git history into a temporary module and timed on the same model
+and prompt, interleaved with the current engine (--reps pairs, greedy and temperature 1): the table gives the median
+decode tokens/s of each, the median of the per-pair speed ratios and its min-max spread. Both must produce
+identical tokens (asserted). Outside a git checkout that has the commit, this part is skipped with a message.
+Measure with OMP_NUM_THREADS=1 (or --threads 1) on a quiet machine; the spread says how quiet it was.
 """
-import argparse, time
+import argparse, pathlib, statistics, subprocess, time, types
 import torch
 
 from nanochat.gpt import GPT, GPTConfig
@@ -51,10 +58,23 @@ def sync(device):
     if device.type == "cuda": torch.cuda.synchronize()
 
 
-def time_engine(engine, prompt, batch, gen, device):
+def engine_at(commit):
+    "The nanochat.engine module as of `commit`, loaded from git history; None (and why) when that is not possible."
+    root = pathlib.Path(__file__).resolve().parents[1]
+    try:
+        src = subprocess.run(["git", "show", f"{commit}:nanochat/engine.py"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        return None, f"cannot read nanochat/engine.py at {commit} from git ({getattr(e, 'stderr', '') or e}".strip() + ")"
+    mod = types.ModuleType(f"engine_{commit}")
+    exec(compile(src, f"nanochat/engine.py@{commit}", "exec"), mod.__dict__)
+    return mod, None
+
+
+def time_engine(engine, prompt, batch, gen, device, temperature=1.0):
     "(prefill seconds, decode seconds, decode steps) for Engine.generate."
     sync(device); t0 = time.perf_counter()
-    steps = engine.generate(prompt, num_samples=batch, max_tokens=gen, temperature=1.0, seed=0)
+    steps = engine.generate(prompt, num_samples=batch, max_tokens=gen, temperature=temperature, seed=0)
     next(steps); sync(device); t1 = time.perf_counter()
     n = sum(1 for _ in steps); sync(device); t2 = time.perf_counter()
     return t1 - t0, t2 - t1, n
@@ -94,6 +114,8 @@ def main():
     ap.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--skip-naive", action="store_true", help="only time the engine (the naive path is slow at depth 20)")
+    ap.add_argument("--baseline", default="920c88b", help="git commit of the engine to compare against ('' to skip)")
+    ap.add_argument("--reps", type=int, default=7, help="interleaved old/new timing pairs per setting")
     args = ap.parse_args()
     if args.threads: torch.set_num_threads(args.threads)
     if args.gen < 2: ap.error("--gen must be >= 2 (one prefill token + at least one decode step)")
@@ -133,6 +155,33 @@ def main():
                   f"-> {achieved / 1e9:.0f} GB/s{frac}")
     if speedups:
         print("decode speedup, kv-cache vs naive (same run): " + ", ".join(f"batch {B}: {s:.1f}x" for B, s in speedups.items()))
+
+    if args.baseline: compare_with_baseline(args.baseline, model, engine, prompt, batches, args.gen, args.reps, device)
+
+
+def compare_with_baseline(commit, model, engine, prompt, batches, gen, reps, device):
+    "Old engine vs this one, same model and prompt, interleaved; asserts identical tokens."
+    old, why = engine_at(commit)
+    if old is None:
+        print(f"\nbefore/after: skipped: {why}"); return
+    old_engine = old.Engine(model, engine.tokenizer)
+    print(f"\nbefore/after: engine at {commit} vs now, {reps} interleaved pairs, decode tok/s (median) and ratio now/old "
+          f"(median of pairs, [min, max])")
+    print(f"{'batch':>5} {'temp':>5} {'old tok/s':>10} {'new tok/s':>10} {'ratio':>7} {'spread':>14} {'tokens':>10}")
+    for B in batches:
+        for temp in (0.0, 1.0):
+            cols_old = list(old_engine.generate(prompt, num_samples=B, max_tokens=gen, temperature=temp, seed=0))
+            cols_new = list(engine.generate(prompt, num_samples=B, max_tokens=gen, temperature=temp, seed=0))
+            assert cols_old == cols_new, f"batch {B}, temperature {temp}: the engines' outputs differ"
+            t_old, t_new = [], []
+            for r in range(reps):   # alternate which goes first, so a drift in machine load hits both alike
+                pair = [(old_engine, t_old), (engine, t_new)][::1 if r % 2 == 0 else -1]
+                for eng, out in pair:
+                    _, dec, n = time_engine(eng, prompt, B, gen, device, temp)
+                    out.append(B * n / dec)
+            ratios = [n / o for o, n in zip(t_old, t_new)]
+            print(f"{B:>5} {temp:>5.1f} {statistics.median(t_old):>10.1f} {statistics.median(t_new):>10.1f} "
+                  f"{statistics.median(ratios):>6.2f}x {f'[{min(ratios):.2f}, {max(ratios):.2f}]':>14} {'identical':>10}")
 
 
 if __name__ == "__main__":
