@@ -4,8 +4,9 @@
     CAPSTONE_IMPL=reference pytest lessons/capstone/test_capstone_gpt.py   # the course's reference implementation
 
 The oracles: RoPE is checked through its defining properties and an independent complex-number formula; attention
-against PyTorch's fused `F.scaled_dot_product_attention`; the whole model against the course's `nanochat.gpt.GPT`
-with fixed random weights (every matrix random, none of the zeros of a fresh init, so every part of the model shows
+against PyTorch's fused `F.scaled_dot_product_attention`; the depth rule against the reference's sizing rule written
+out; the initial weights against a replay of the reference's random draws into fresh tensors; the whole model against
+the course's `nanochat.gpt.GPT` with fixed random weights (every matrix random, none of the zeros of a fresh init, so every part of the model shows
 in the logits). When your logits disagree, the grader re-runs the model with the usual mistakes built in and tells
 you which one your numbers match.
 """
@@ -13,7 +14,7 @@ import math
 import pytest, torch
 import torch.nn.functional as F
 from grading import first_bad
-from adapters import run_rope, run_attention, run_gpt_forward
+from adapters import run_rope, run_attention, run_gpt_forward, run_config_from_depth, run_init_weights
 
 torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and the graders share the machine)
 ATOL, RTOL = 1e-4, 1e-4   # fp32 logits of size ~10: implementations that differ only in rounding agree to ~1e-5
@@ -341,7 +342,8 @@ def test_gpt_is_causal():
 
 def test_gpt_softcap_in_fp32_under_autocast():
     """Under bf16 autocast (how GPUs train) lm_head produces bf16 logits. Cast them to fp32 BEFORE the soft cap:
-    tanh computed in bf16 rounds its output to bf16's 8-bit mantissa, and near the cap neighbouring logits merge."""
+    tanh computed in bf16 rounds its output to bf16's 8 bits of precision (7 stored mantissa bits), and near the cap
+    neighbouring logits merge."""
     model = random_weights(CONFIG, seed=4)
     idx = torch.randint(0, CONFIG["vocab_size"], (2, 12), generator=torch.Generator().manual_seed(10))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
@@ -354,3 +356,120 @@ def test_gpt_softcap_in_fp32_under_autocast():
         f"{on_bf16_grid:.0%} of your large logits are exactly bf16 numbers: the soft cap ran in bf16 and rounded them "
         "(0.0625 apart between 8 and 15, so neighbouring logits become equal). Do logits = logits.float() first, then "
         "15 * tanh(logits / 15).")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Same --depth, same model: the reference's sizing rule. Oracle: the rule written out here, plus the shapes the
+# reference's published models have (d20: 1280 wide, 10 heads of 128).
+
+def depth_oracle(depth):
+    C = 64 * depth
+    H = max(1, math.ceil(C / 128))
+    return None if C % H or (C // H) % 2 else dict(n_layer=depth, n_embd=C, n_head=H, n_kv_head=H)
+
+
+def depth_mistakes(depth):
+    C = 64 * depth
+    out = {"the width rounded up to a multiple of 128 (so every head has 128 channels): the reference keeps "
+           "n_embd = 64 * depth and lets the head size shrink": dict(n_embd=math.ceil(C / 128) * 128, n_head=max(1, math.ceil(C / 128))),
+           "n_head = n_embd // 128 (rounded down); the reference rounds UP: ceil(n_embd / 128), at least 1": dict(n_embd=C, n_head=max(1, C // 128)),
+           "n_head = depth // 2; the reference derives heads from the width: ceil(64 * depth / 128)": dict(n_embd=C, n_head=max(1, depth // 2))}
+    return {k: v for k, v in out.items() if (v["n_embd"], v["n_head"]) != (C, max(1, math.ceil(C / 128)))}
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4, 7, 12, 15, 20, 26, 32])
+def test_config_from_depth(depth):
+    want = depth_oracle(depth)
+    got = run_config_from_depth(depth, 65536)
+    assert isinstance(got, dict), f"run_config_from_depth must return a dict, got {type(got).__name__}"
+    sub = {k: got.get(k) for k in want}
+    if sub != want:
+        found = [name for name, m in depth_mistakes(depth).items()
+                 if (sub["n_embd"], sub["n_head"]) == (m["n_embd"], m["n_head"])]
+        raise AssertionError(
+            f"depth {depth}: got {sub}, want {want} (head_dim {want['n_embd'] // want['n_head']}). " +
+            (f"That is {found[0]}." if found else
+             "Width 64 per layer, heads of about 128 channels (how many is fixed by the width), as many kv heads as heads.")
+            + " The same --depth must build the same model as the reference, or its checkpoints and runs do not compare.")
+    assert got.get("vocab_size") == 65536, "pass vocab_size through into the config"
+
+
+@pytest.mark.parametrize("depth", [5, 9, 11, 21])
+def test_config_from_depth_rejects_uneven_heads(depth):
+    C, H = 64 * depth, math.ceil(64 * depth / 128)
+    try:
+        got = run_config_from_depth(depth, 65536)
+    except ValueError as e:
+        assert str(depth - 1) in str(e) or str(depth + 1) in str(e), (
+            f"depth {depth} is refused, good; now make the message useful: name the nearest depths that work "
+            f"(e.g. {depth - 1} or {depth + 1}). Your message: {e}")
+        return
+    raise AssertionError(
+        f"depth {depth}: width {C} cannot be cut into {H} equal heads ({C}/{H} = {C / H:.2f}), and the reference refuses "
+        f"this depth. Raise a ValueError naming the nearest depths that work instead of returning {got}.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Same seed, same start. Oracle: a replay of the reference's random draws into fresh tensors, no model involved:
+# torch.manual_seed(seed), then one normal_ per weight, in the order nn.Module.apply visits the modules.
+
+INIT_CONFIG = dict(sequence_len=16, vocab_size=96, n_layer=2, n_head=2, n_kv_head=1, n_embd=64)
+
+
+def init_replay(cfg, seed, order="apply", draw_zeros=True, spectral=True):
+    C, H, Hkv, L, V = cfg["n_embd"], cfg["n_head"], cfg["n_kv_head"], cfg["n_layer"], cfg["vocab_size"]
+    D = C // H
+    std = lambda o, i: 1 / math.sqrt(i) * (min(1, math.sqrt(o / i)) if spectral else 1)
+    draws = [("transformer.wte.weight", (V, C), 1.0)]
+    for i in range(L):
+        for n, (o, inp) in [("attn.c_q", (H * D, C)), ("attn.c_k", (Hkv * D, C)), ("attn.c_v", (Hkv * D, C)),
+                            ("attn.c_proj", (C, C)), ("mlp.c_fc", (4 * C, C)), ("mlp.c_proj", (C, 4 * C))]:
+            draws.append((f"transformer.h.{i}.{n}.weight", (o, inp), std(o, inp)))
+    draws.append(("lm_head.weight", (V, C), std(V, C)))
+    if order == "wte_last": draws = draws[1:] + draws[:1]
+    zero = lambda k: k == "lm_head.weight" or k.endswith("c_proj.weight")
+    torch.manual_seed(seed)
+    out = {}
+    for k, shape, s in draws:
+        if zero(k) and not draw_zeros: out[k] = torch.zeros(shape); continue
+        out[k] = torch.empty(shape).normal_(0, s)
+        if zero(k): out[k].zero_()
+    return out
+
+
+def test_init_same_seed_same_start():
+    want = init_replay(INIT_CONFIG, seed=42)
+    got = run_init_weights(dict(INIT_CONFIG), 42)
+    assert isinstance(got, dict) and set(got) == set(want), (
+        f"run_init_weights must return the state dict with exactly the reference keys {sorted(want)}; got "
+        f"{sorted(got) if isinstance(got, dict) else type(got).__name__}")
+    for k in ("lm_head.weight", "transformer.h.0.attn.c_proj.weight", "transformer.h.1.mlp.c_proj.weight"):
+        assert not got[k].any(), f"{k} must start at zero: every block starts as the identity and the logits at 0"
+    bad = [k for k in want if not torch.equal(got[k].float(), want[k])]
+    if not bad: return
+    mistakes = {"the embedding drawn after the linear layers: nn.Module.apply visits children before parents in "
+                "registration order, so transformer.wte comes FIRST": dict(order="wte_last"),
+                "the zero-initialised matrices (lm_head, every c_proj) skipped instead of drawn and then zeroed; they "
+                "must consume their random numbers like the others": dict(draw_zeros=False),
+                "std 1/sqrt(fan_in) for every matrix; the reference multiplies it by min(1, sqrt(fan_out/fan_in))": dict(spectral=False)}
+    found = [name for name, kw in mistakes.items()
+             if all(torch.equal(got[k].float(), w) for k, w in init_replay(INIT_CONFIG, 42, **kw).items())]
+    raise AssertionError(
+        f"with torch.manual_seed(42) your initial weights differ from the reference's draws, first at {bad[0]} "
+        f"({len(bad)} of {len(want)} tensors differ). " + (f"Your weights match {found[0]}." if found else
+        "Seed, build on the meta device, to_empty('cpu'), then one normal_ per weight in nn.Module.apply order "
+        "(wte, then per block c_q, c_k, c_v, c_proj, c_fc, c_proj, then lm_head), and zero lm_head and the c_proj's "
+        "afterwards. Anything else that draws random numbers in between (e.g. nn.Linear's own init when the model is "
+        "built on the CPU) shifts the stream."))
+
+
+def test_init_statistics():
+    "The standard deviations themselves, on a wide model where the sample std is close to sigma."
+    cfg = dict(sequence_len=16, vocab_size=512, n_layer=1, n_head=2, n_kv_head=2, n_embd=256)
+    got = run_init_weights(dict(cfg), 0)
+    for k, want in [("transformer.wte.weight", 1.0), ("transformer.h.0.attn.c_q.weight", 1 / 16),
+                    ("transformer.h.0.mlp.c_fc.weight", 1 / 16)]:
+        s = got[k].float().std().item()
+        assert abs(s - want) < 0.05 * want, (
+            f"{k}: std {s:.4f}, want {want:.4f}. wte ~ N(0, 1); a linear layer (out, in) ~ N(0, sigma) with "
+            "sigma = 1/sqrt(in) * min(1, sqrt(out/in)) (arXiv:2310.17813).")
