@@ -6,7 +6,7 @@ eager vs torch.compile; on CUDA also MFU.
     python -m bench.bench_train --device cpu --depth 2 --dtypes float32,bfloat16   # is bf16 autocast fast on this CPU?
 
 What one step is: exactly what `scripts.base_train` does per micro-step and optimizer step — forward under bf16
-autocast on CUDA (fp32 elsewhere), backward, one AdamW step (wte, lm_head) and one Muon step (block matrices;
+autocast on CUDA (fp32 elsewhere), backward, the global gradient norm, one AdamW step (wte, lm_head) and one Muon step (block matrices;
 Newton–Schulz in bf16 on CUDA, fp32 elsewhere), zero_grad — on a fixed random batch, so the data loader is not
 measured (it keeps far ahead: see 04b_data). tokens/s = B·T / step time, averaged over --steps steps after
 --warmup steps (compilation happens in the warm-up and is reported separately). FLOP/s uses the model's own
@@ -21,7 +21,7 @@ the eager run is the baseline of the same invocation):
 | CPU, 2 threads | 2 | 1.44M | 8×256 | 4,096 | 7,900–9,300 | 11,700–16,800 | 1.5–1.8× | ~18 s |
 | CPU, 2 threads | 4 | 5.24M | 8×256 | 4,096 | 2,700–3,100 | 3,500–3,900 | 1.2–1.4× | ~21 s |
 
-At depth 4 eager already reaches ~90 GFLOP/s (the box's fp32 matmul peak is ~145): the model is matmul-bound and
+At depth 4 eager already reaches ~90 GFLOP/s (this CPU's fp32 matmul peak is ~145): the model is matmul-bound and
 compilation can only fuse the element-wise rest (norms, RoPE, ReLU², soft cap); at depth 2 those are a bigger share.
 CUDA figures (depth 12 and 20, bf16, MFU; the reference reports ~45-50% MFU at d20 on H100) were not measured yet:
 run the second command above on a GPU to get them.
@@ -32,7 +32,7 @@ import torch
 
 from nanochat.common import autodetect_device_type, get_compute_dtype, get_peak_flops, _DTYPES
 from nanochat.gpt import GPT, GPTConfig
-from nanochat.optim import setup_optimizers
+from nanochat.optim import setup_optimizers, clip_grad_norm
 
 
 def build(depth, vocab_size, seq_len, device):
@@ -58,6 +58,7 @@ def bench_one(depth, mode, args, device, dtype):
     def step():
         with autocast: loss = step_model(x, y)
         loss.backward()
+        clip_grad_norm(optimizers)          # base_train measures the global gradient norm every step (no clip by default)
         for opt in optimizers: opt.step()
         model.zero_grad(set_to_none=True)
         return loss

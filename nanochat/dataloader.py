@@ -14,11 +14,14 @@ import pyarrow.parquet as pq
 from .common import get_dist_info
 from .dataset import list_parquet_files
 
-# %% ../nbs/04b_data.ipynb #b7416ff3
+# %% ../nbs/04b_data.ipynb #68866239
 def _row_group_sizes(files):
     "Documents in each row group of each file, from the parquet footers alone."
     return [[md.row_group(i).num_rows for i in range(md.num_row_groups)] for md in map(pq.read_metadata, files)]
 
+def _rank_docs(sizes, rank, world_size): return sum(n for s in sizes for n in s[rank::world_size])
+
+# %% ../nbs/04b_data.ipynb #65deb8f4
 def _row_groups(files, sizes, rank, world_size, epoch, pq_idx, rg_idx):
     "Yield ((epoch, pq_idx, rg_idx), documents) for this rank's row groups, from the given position on, forever."
     while True:
@@ -29,6 +32,7 @@ def _row_groups(files, sizes, rank, world_size, epoch, pq_idx, rg_idx):
             for rg in rgs: yield (epoch, fi, rg), pf.read_row_group(rg, columns=["text"]).column("text").to_pylist()
         epoch, pq_idx, rg_idx = epoch + 1, 0, rank  # the split is exhausted: go round again from the first file
 
+# %% ../nbs/04b_data.ipynb #e20bdc11
 def _tokenize(tokenizer, docs, threads, batch_size):
     "One row group -> one int64 tensor: every document's ids with BOS in front, concatenated."
     bos, ids = tokenizer.get_bos_token_id(), []
@@ -36,8 +40,49 @@ def _tokenize(tokenizer, docs, threads, batch_size):
         for row in tokenizer.encode(docs[i:i + batch_size], prepend=bos, num_threads=threads): ids.extend(row)
     return torch.tensor(ids, dtype=torch.long)
 
-def _rank_docs(sizes, rank, world_size): return sum(n for s in sizes for n in s[rank::world_size])
+# %% ../nbs/04b_data.ipynb #0d04f052
+def _next_batch(chunks, offset, B, T, pin=False):
+    """Cut the next B*T+1 tokens from `chunks` (a deque of (position, int64 tokens), the first `offset` tokens of
+    chunks[0] already used) and consume B*T of them. Returns (tokens, new offset); chunks used up are dropped."""
+    need = B * T + 1
+    batch = torch.empty(need, dtype=torch.long, pin_memory=pin)
+    i, off = 0, offset
+    for _, ids in chunks:  # gather B*T+1 tokens, possibly spanning several row groups
+        n = min(len(ids) - off, need - i)
+        batch[i:i + n] = ids[off:off + n]
+        i, off = i + n, 0
+        if i == need: break
+    # consume B*T tokens: the extra one, this batch's last target, is the next batch's first input
+    offset += B * T
+    while offset >= len(chunks[0][1]): offset -= len(chunks.popleft()[1])  # never empties: one token is left
+    return batch, offset
 
+# %% ../nbs/04b_data.ipynb #42660542
+def _batches(tokenizer, B, T, files, sizes, rank, world_size, start, device, threads, batch_size, epochs):
+    """Yield (inputs, targets, state) from position `start` = (epoch, pq_idx, rg_idx, tok_idx): read and tokenize
+    row groups until a whole batch is buffered, cut it, and report where the next batch starts."""
+    pin = device.type == "cuda"  # pinned host memory + non_blocking: the copy overlaps with the GPU's work
+    source = _row_groups(files, sizes, rank, world_size, *start[:3])
+    chunks = deque()  # (position, tokens) of the row groups read but not yet used up; chunks[0] holds the next token
+    offset = start[3]  # tokens of chunks[0] already consumed
+    avail, need = -offset, B * T + 1
+    while True:
+        while avail < need:  # read and tokenize row groups until the buffer holds a whole batch
+            pos, docs = next(source)
+            if epochs is not None and pos[0] >= epochs: return  # the last, incomplete batch is dropped
+            ids = _tokenize(tokenizer, docs, threads, batch_size)
+            if not chunks and offset >= max(len(ids), 1):
+                raise ValueError(f"resume_state says {offset} tokens of row group {pos[2]} of file {pos[1]} were used, "
+                                 f"but it has only {len(ids)}: a different tokenizer or different data?")
+            chunks.append((pos, ids)); avail += len(ids)
+        batch, offset = _next_batch(chunks, offset, B, T, pin)
+        avail -= B * T
+        (epoch, pq_idx, rg_idx), _ = chunks[0]
+        state = dict(epoch=epoch, pq_idx=pq_idx, rg_idx=rg_idx, tok_idx=offset, rank=rank, world_size=world_size)
+        batch = batch.to(device, non_blocking=pin)
+        yield batch[:-1].view(B, T), batch[1:].view(B, T), state
+
+# %% ../nbs/04b_data.ipynb #dc113096
 def _check_state(state, rank, world_size, files, sizes):
     "Validate a resume state (or pick this rank's from a list of them); returns (epoch, pq_idx, rg_idx, tok_idx)."
     if isinstance(state, (list, tuple)):  # one state per rank, as gathered by the training script
@@ -78,37 +123,7 @@ def distributed_data_loader(tokenizer, B, T, split, device="cpu", resume_state=N
     return _batches(tokenizer, B, T, files, sizes, rank, world_size, start, torch.device(device),
                     tokenizer_threads, tokenizer_batch_size, epochs)
 
-def _batches(tokenizer, B, T, files, sizes, rank, world_size, start, device, threads, batch_size, epochs):
-    pin = device.type == "cuda"  # pinned host memory + non_blocking: the copy overlaps with the GPU's work
-    source = _row_groups(files, sizes, rank, world_size, *start[:3])
-    chunks = deque()  # (position, tokens) of the row groups read but not yet used up; chunks[0] holds the next token
-    offset = start[3]  # tokens of chunks[0] already consumed
-    avail, need = -offset, B * T + 1
-    while True:
-        while avail < need:  # read and tokenize row groups until the buffer holds a whole batch
-            pos, docs = next(source)
-            if epochs is not None and pos[0] >= epochs: return  # the last, incomplete batch is dropped
-            ids = _tokenize(tokenizer, docs, threads, batch_size)
-            if not chunks and offset >= max(len(ids), 1):
-                raise ValueError(f"resume_state says {offset} tokens of row group {pos[2]} of file {pos[1]} were used, "
-                                 f"but it has only {len(ids)}: a different tokenizer or different data?")
-            chunks.append((pos, ids)); avail += len(ids)
-        batch = torch.empty(need, dtype=torch.long, pin_memory=pin)
-        i, off = 0, offset
-        for _, ids in chunks:  # gather B*T+1 tokens, possibly spanning several row groups
-            n = min(len(ids) - off, need - i)
-            batch[i:i + n] = ids[off:off + n]
-            i, off = i + n, 0
-            if i == need: break
-        # consume B*T tokens: the extra one, this batch's last target, is the next batch's first input
-        offset, avail = offset + B * T, avail - B * T
-        while offset >= len(chunks[0][1]): offset -= len(chunks.popleft()[1])  # never empties: avail >= 1
-        (epoch, pq_idx, rg_idx), _ = chunks[0]
-        state = dict(epoch=epoch, pq_idx=pq_idx, rg_idx=rg_idx, tok_idx=offset, rank=rank, world_size=world_size)
-        batch = batch.to(device, non_blocking=pin)
-        yield batch[:-1].view(B, T), batch[1:].view(B, T), state
-
-# %% ../nbs/04b_data.ipynb #a2f285e7
+# %% ../nbs/04b_data.ipynb #51eeac0d
 def eval_batches(tokenizer, B, T, num_batches, split="val", device="cpu", data_dir=None, rank=None, world_size=None,
                  **kwargs):
     "Exactly `num_batches` (inputs, targets) from the start of `split`, the same on every call (for bpb evaluation)."

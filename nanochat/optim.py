@@ -6,7 +6,7 @@ ranks: the optimizers themselves average the gradients and shard their state (no
 
 # %% auto #0
 __all__ = ['NS_COEFFS', 'POLAR_EXPRESS_COEFFS', 'zeropower_via_newtonschulz', 'muon_update', 'get_muon_momentum', 'adamw_update',
-           'AdamW', 'Muon', 'setup_optimizers', 'get_lr_multiplier']
+           'AdamW', 'Muon', 'clip_grad_norm', 'setup_optimizers', 'get_lr_multiplier']
 
 # %% ../nbs/04_muon.ipynb #8548b1bc
 import math
@@ -31,6 +31,7 @@ def zeropower_via_newtonschulz(G, steps=5, coeffs=None, dtype=torch.bfloat16, ep
         X = a * X + B @ X                                  # every singular value s -> a*s + b*s^3 + c*s^5
     return X.mT if tall else X
 
+# %% ../nbs/04_muon.ipynb #7a2fabc6
 _ns_compiled = None
 def _newtonschulz(G, **kwargs):
     "Compiled on CUDA (fused kernels, one graph per shape), eager elsewhere: CPU runs skip a ~30 s compile."
@@ -39,7 +40,7 @@ def _newtonschulz(G, **kwargs):
     if _ns_compiled is None: _ns_compiled = torch.compile(zeropower_via_newtonschulz)
     return _ns_compiled(G, **kwargs)
 
-# %% ../nbs/04_muon.ipynb #c5764d76
+# %% ../nbs/04_muon.ipynb #87d023de
 def muon_update(p, g, buf, lr, momentum, nesterov=True, ns_steps=5, weight_decay=0.0, ns_dtype=torch.bfloat16,
                 ns_coeffs=None):
     "One Muon step on matrix `p` with (averaged) gradient `g`; `buf` is its momentum buffer, updated in place."
@@ -49,13 +50,13 @@ def muon_update(p, g, buf, lr, momentum, nesterov=True, ns_steps=5, weight_decay
     if weight_decay: p.mul_(1 - lr * weight_decay)         # decoupled, off by default
     p.add_(o.to(p.dtype), alpha=-lr * max(1.0, p.size(-2) / p.size(-1)) ** 0.5)
 
-# %% ../nbs/04_muon.ipynb #88c0fad6
+# %% ../nbs/04_muon.ipynb #fec2692e
 def get_muon_momentum(it, warmup_steps=300, start=0.85, end=0.95):
     "Muon momentum at step `it`: linear from `start` to `end` over `warmup_steps`, then constant."
     frac = min(it / warmup_steps, 1.0) if warmup_steps > 0 else 1.0
     return (1 - frac) * start + frac * end
 
-# %% ../nbs/04_muon.ipynb #2225319b
+# %% ../nbs/04_muon.ipynb #848cd217
 def adamw_update(x, g, state, lr, betas, eps, weight_decay):
     "One AdamW step on `x` (a parameter or a shard of one) with averaged gradient `g`; `state` holds step, m, v."
     beta1, beta2 = betas
@@ -71,7 +72,7 @@ def adamw_update(x, g, state, lr, betas, eps, weight_decay):
     denom = (v.sqrt() / math.sqrt(1 - beta2 ** t)).add_(eps)   # sqrt(v_hat) + eps: eps on the *corrected* v
     x.addcdiv_(m, denom, value=-lr / (1 - beta1 ** t))   # lr * m_hat / (sqrt(v_hat) + eps)
 
-# %% ../nbs/04_muon.ipynb #a59280cb
+# %% ../nbs/04_muon.ipynb #2e5bd219
 def _rank_world():
     if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -86,7 +87,7 @@ def _has_grad(p, world):
                                    "parameter needs one, because all ranks must take part in the same collectives")
     return False   # single process: skip it, like torch.optim does
 
-# %% ../nbs/04_muon.ipynb #6bdd6d91
+# %% ../nbs/04_muon.ipynb #4843551b
 class AdamW(torch.optim.Optimizer):
     """Textbook AdamW; with N ranks it averages gradients itself and shards its state ZeRO-2 style: reduce-scatter
     along dim 0, update this rank's rows, all-gather. Dim 0 not divisible by N: all-reduce, every rank updates all."""
@@ -97,32 +98,60 @@ class AdamW(torch.optim.Optimizer):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
     @torch.no_grad()
-    def step(self):
+    def reduce_grads(self):
+        """Phase 1: launch the averaging of every gradient over the ranks (async). `step` calls it; so does
+        `clip_grad_norm`, which needs the averaged gradients before the update. A second call before `step` is a no-op."""
+        grads = [p.grad for group in self.param_groups for p in group["params"]]
+        if getattr(self, "_jobs", None) is not None and len(grads) == len(self._for) and all(
+            a is b for a, b in zip(grads, self._for)): return   # already launched for exactly these gradients
+        self._for = grads
         rank, world = _rank_world()
-        op, divide = _avg_op() if world > 1 else (None, False)
-        jobs = []   # phase 1: launch every gradient reduction (async)
+        op, self._divide = _avg_op() if world > 1 else (None, False)
+        jobs = []   # [group, param, shard of the param, averaged grad of the shard, pending work, counted in the norm here]
         for group in self.param_groups:
             for p in group["params"]:
                 if not _has_grad(p, world): continue
                 if world == 1:
-                    jobs.append((group, p, p, p.grad, None))
+                    jobs.append([group, p, p, p.grad, None, True])
                 elif p.ndim > 0 and p.size(0) % world == 0:
                     rows = p.size(0) // world
                     g = torch.empty_like(p.grad[:rows])
                     work = dist.reduce_scatter_tensor(g, p.grad, op=op, async_op=True)
-                    jobs.append((group, p, p[rank * rows:(rank + 1) * rows], g, work))
-                else:                                 # fallback: average the whole gradient, update the whole param
-                    jobs.append((group, p, p, p.grad, dist.all_reduce(p.grad, op=op, async_op=True)))
+                    jobs.append([group, p, p[rank * rows:(rank + 1) * rows], g, work, True])
+                else:   # fallback: average the whole gradient, every rank updates the whole param (rank 0 counts it)
+                    jobs.append([group, p, p, p.grad, dist.all_reduce(p.grad, op=op, async_op=True), rank == 0])
+        self._jobs, self._world = jobs, world
+
+    def _reduced(self):
+        "Yield the jobs one by one as their reductions land (averaged gradients from here on)."
+        for job in self._jobs:
+            if job[4] is not None:
+                job[4].wait(); job[4] = None
+                if self._divide: job[3].div_(self._world)
+            yield job
+
+    def grad_sq_sum(self):
+        "Sum of squares of the averaged gradient entries this rank owns: each entry is counted on exactly one rank."
+        self.reduce_grads()
+        dev = self.param_groups[0]["params"][0].device
+        return sum((g.float().pow(2).sum() for *_, g, _, mine in self._reduced() if mine), torch.zeros((), device=dev))
+
+    def scale_grads(self, scale):
+        "Multiply the averaged gradients by `scale` (a float or 0-d tensor) before the update: gradient clipping."
+        self.reduce_grads()
+        for job in self._reduced(): job[3].mul_(scale)
+
+    @torch.no_grad()
+    def step(self):
+        self.reduce_grads()
         gathers = []  # phase 2: as each reduction lands, update my shard and send it to everyone
-        for group, p, shard, g, work in jobs:
-            if work is not None:
-                work.wait()
-                if divide: g.div_(world)
+        for group, p, shard, g, _, _ in self._reduced():
             adamw_update(shard, g, self.state[p], group["lr"], group["betas"], group["eps"], group["weight_decay"])
             if shard is not p: gathers.append(dist.all_gather_into_tensor(p, shard, async_op=True))
+        self._jobs, self._for = None, []
         for work in gathers: work.wait()
 
-# %% ../nbs/04_muon.ipynb #604921fa
+# %% ../nbs/04_muon.ipynb #ff791280
 class Muon(torch.optim.Optimizer):
     """Muon for 2-D weights. Params are grouped by shape (sorted, so every rank builds the same groups). With N ranks
     each group is cut into chunks of N matrices; matrix i of a chunk is owned by rank i, which receives its averaged
@@ -138,26 +167,54 @@ class Muon(torch.optim.Optimizer):
                                       weight_decay=weight_decay, ns_dtype=ns_dtype, ns_coeffs=ns_coeffs))
 
     @torch.no_grad()
-    def step(self):
+    def reduce_grads(self):
+        "Phase 1: one async reduce-scatter per chunk of `world` same-shape matrices (a no-op if already launched)."
+        grads = [p.grad for group in self.param_groups for p in group["params"]]
+        if getattr(self, "_jobs", None) is not None and len(grads) == len(self._for) and all(
+            a is b for a, b in zip(grads, self._for)): return   # already launched for exactly these gradients
+        self._for = grads
         rank, world = _rank_world()
-        op, divide = _avg_op() if world > 1 else (None, False)
-        jobs = []   # phase 1: one async reduce-scatter per chunk of `world` same-shape matrices
+        op, self._divide = _avg_op() if world > 1 else (None, False)
+        jobs = []   # [group, chunk, the matrix this rank owns (None: padding), its averaged grad, pending work]
         for group in self.param_groups:
             params = [p for p in group["params"] if _has_grad(p, world)]
             for i in range(0, len(params), world):
                 chunk = params[i:i + world]
-                mine = chunk[rank] if rank < len(chunk) else None   # the matrix this rank owns (None: padding)
+                mine = chunk[rank] if rank < len(chunk) else None
                 if world == 1:
-                    jobs.append((group, chunk, mine, mine.grad, None)); continue
+                    jobs.append([group, chunk, mine, mine.grad, None]); continue
                 pad = [torch.zeros_like(chunk[0].grad)] * (world - len(chunk))
                 g = torch.empty_like(chunk[0].grad)
                 work = dist.reduce_scatter(g, [q.grad for q in chunk] + pad, op=op, async_op=True)
-                jobs.append((group, chunk, mine, g, work))
+                jobs.append([group, chunk, mine, g, work])
+        self._jobs, self._world = jobs, world
+
+    def _reduced(self):
+        for job in self._jobs:
+            if job[4] is not None:
+                job[4].wait(); job[4] = None
+                if self._divide: job[3].div_(self._world)
+            yield job
+
+    def grad_sq_sum(self):
+        "Sum of squares of the averaged gradients of the matrices this rank owns (each matrix has one owner)."
+        self.reduce_grads()
+        dev = self.param_groups[0]["params"][0].device
+        return sum((g.float().pow(2).sum() for _, _, mine, g, _ in self._reduced() if mine is not None),
+                   torch.zeros((), device=dev))
+
+    def scale_grads(self, scale):
+        "Multiply the averaged gradients by `scale` before the update: gradient clipping."
+        self.reduce_grads()
+        for job in self._reduced():
+            if job[2] is not None: job[3].mul_(scale)
+
+    @torch.no_grad()
+    def step(self):
+        self.reduce_grads()
+        rank, world = _rank_world()
         gathers = []  # phase 2: the owner updates its matrix, then everyone gathers the chunk
-        for group, chunk, mine, g, work in jobs:
-            if work is not None:
-                work.wait()
-                if divide: g.div_(world)
+        for group, chunk, mine, g, _ in self._reduced():
             if mine is not None:
                 state = self.state[mine]
                 if not state: state["momentum_buffer"] = torch.zeros_like(g)
@@ -166,9 +223,23 @@ class Muon(torch.optim.Optimizer):
             if world > 1:
                 outs = list(chunk) + [torch.empty_like(chunk[0]) for _ in range(world - len(chunk))]
                 gathers.append(dist.all_gather(outs, outs[rank], async_op=True))
+        self._jobs, self._for = None, []
         for work in gathers: work.wait()
 
-# %% ../nbs/04_muon.ipynb #b2a143fd
+# %% ../nbs/04_muon.ipynb #ae00faff
+def clip_grad_norm(optimizers, max_norm=0.0):
+    """Global L2 norm of the averaged gradient over every parameter of `optimizers`, identical on every rank. With
+    `max_norm` > 0, scale all gradients by min(1, max_norm / (norm + 1e-6)): a true global clip. Call it after
+    backward() and before the optimizers' step(). Returns the norm before clipping (a 0-d float32 tensor)."""
+    sq = torch.stack([opt.grad_sq_sum() for opt in optimizers]).sum()
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1: dist.all_reduce(sq)
+    norm = sq.sqrt()
+    if max_norm > 0:
+        scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)   # a tensor: no GPU -> CPU sync needed here
+        for opt in optimizers: opt.scale_grads(scale)
+    return norm
+
+# %% ../nbs/04_muon.ipynb #2e3f8837
 def setup_optimizers(model, unembedding_lr=0.004, embedding_lr=0.2, matrix_lr=0.02, weight_decay=0.0,
                      adam_betas=(0.8, 0.95)):
     "nanochat's split: AdamW for wte and lm_head (width-scaled lrs), Muon for the block matrices. Returns [adamw, muon]."
@@ -189,7 +260,16 @@ def setup_optimizers(model, unembedding_lr=0.004, embedding_lr=0.2, matrix_lr=0.
         for group in opt.param_groups: group["initial_lr"] = group["lr"]   # the schedule multiplies this
     return [adamw, muon]
 
-# %% ../nbs/04_muon.ipynb #42f932e6
+# %% ../nbs/04_muon.ipynb #99f4fd9b
+from .gpt import GPT
+
+def _setup_optimizers_method(self, unembedding_lr=0.004, embedding_lr=0.2, matrix_lr=0.02, weight_decay=0.0):
+    "The reference's spelling: `model.setup_optimizers(...)` returns [adamw, muon], as `setup_optimizers(model, ...)`."
+    return setup_optimizers(self, unembedding_lr=unembedding_lr, embedding_lr=embedding_lr, matrix_lr=matrix_lr,
+                            weight_decay=weight_decay)
+GPT.setup_optimizers = _setup_optimizers_method
+
+# %% ../nbs/04_muon.ipynb #64e58b94
 def get_lr_multiplier(it, num_iterations, warmup_ratio=0.0, warmdown_ratio=0.2, final_lr_frac=0.0):
     "LR multiplier at step `it` of `num_iterations`: linear warm-up, constant 1, linear warm-down to `final_lr_frac`."
     if num_iterations < 1: raise ValueError(f"num_iterations must be >= 1, got {num_iterations}")
@@ -203,7 +283,7 @@ def get_lr_multiplier(it, num_iterations, warmup_ratio=0.0, warmdown_ratio=0.2, 
     progress = (num_iterations - it) / warmdown           # 1 -> 0 across the warm-down
     return progress + (1 - progress) * final_lr_frac
 
-# %% ../nbs/04_muon.ipynb #37a936b8
+# %% ../nbs/04_muon.ipynb #ab25150d
 POLAR_EXPRESS_COEFFS = [                                  # arXiv 2505.16932, 5 iterations, safety factor 1.02
     (8.156554524902461, -22.48329292557795, 15.878769915207462),
     (4.042929935166739, -2.808917465908714, 0.5000178451051316),

@@ -3,7 +3,8 @@
     python -m scripts.base_loss                                                      # the largest model, last step
     torchrun --standalone --nproc_per_node=8 -m scripts.base_loss -- --model-tag=d20
 
-The code lives in nanochat/pretrain.py (nbs/05_pretrain.ipynb).
+Flags take the reference's underscore spellings too (`--device_batch_size`, `--split_tokens`, `--model_tag`,
+`--model_step`). The code lives in nanochat/pretrain.py (nbs/05_pretrain.ipynb).
 """
 from nanochat.common import run_cli
 from nanochat.pretrain import loss_main

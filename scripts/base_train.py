@@ -5,7 +5,10 @@
     torchrun --nnodes=2 --node-rank=0 --master-addr=10.0.0.1 --master-port=29500 --nproc-per-node=8 \
         -m scripts.base_train -- --depth=26                                          # each of 2 nodes (node-rank 0, 1)
 
-Checkpoints go to $NANOCHAT_BASE_DIR/base_checkpoints/d<depth>/; `--resume` continues the last one exactly.
+Checkpoints go to $NANOCHAT_BASE_DIR/base_checkpoints/d<depth>/; `--resume` continues the last one exactly,
+`--resume-from-step=N` the one of step N. Every flag also takes the reference's underscore spelling
+(`--device_batch_size=16`); `--run=NAME` logs to wandb under that name ('dummy', the default: no wandb);
+`--grad-clip=C` clips the global gradient norm (off by default; the norm is logged every step either way).
 `python -m scripts.base_train --help` lists every flag. The code lives in nanochat/pretrain.py (nbs/05_pretrain.ipynb).
 """
 from nanochat.common import run_cli

@@ -135,7 +135,7 @@ def flat(params): return torch.cat([p.flatten() for p in params])
 
 
 class VariantAdamW(torch.optim.Optimizer):
-    "AdamW with switches that build the usual mistakes (defaults: the textbook, i.e. PyTorch's)."
+    "AdamW with switches that build the usual mistakes and variants (defaults: PyTorch's arithmetic)."
     def __init__(self, params, lr, betas, eps, weight_decay, **mistake):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
         self.m = dict(dict(bias_correction=True, decay="decoupled", eps_at="corrected", lr_from="group"), **mistake)
@@ -162,7 +162,7 @@ class VariantAdamW(torch.optim.Optimizer):
                 m_hat, v_hat = st["m"] / c1, st["v"] / c2
                 if o["eps_at"] == "corrected": upd = m_hat / (v_hat.sqrt() + eps)
                 elif o["eps_at"] == "inside_sqrt": upd = m_hat / (v_hat + eps).sqrt()
-                else: upd = m_hat / (st["v"].sqrt() / math.sqrt(c2) + eps / math.sqrt(c2))   # eps on the uncorrected sqrt(v)
+                else: upd = m_hat / (st["v"].sqrt() / math.sqrt(c2) + eps / math.sqrt(c2))   # the folded form: eps on sqrt(v)
                 p.add_(upd, alpha=-lr)
                 if o["decay"] == "after": p.mul_(1 - lr * wd)
 
@@ -175,7 +175,10 @@ def adamw_mistakes():
             "weight decay without the learning rate (p *= 1 - weight_decay); it is p *= 1 - lr * weight_decay": v(decay="without_lr"),
             "weight decay applied after the Adam step; decay first, as PyTorch does": v(decay="after"),
             "eps inside the square root; it is m_hat / (sqrt(v_hat) + eps)": v(eps_at="inside_sqrt"),
-            "eps added to the uncorrected sqrt(v) (the reference nanochat's bug #1): it is m_hat / (sqrt(v_hat) + eps)": v(eps_at="uncorrected"),
+            "Kingma & Ba's folded form, lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps) (the form the reference's "
+            "multi-GPU AdamW used). It is a valid Adam (arXiv:1412.6980, Section 2), but its eps acts on the uncorrected "
+            "sqrt(v), so it is not torch.optim.AdamW's arithmetic, which this contract asks for (and which the 1-GPU "
+            "path of the reference ran: two code paths, two results): divide by (sqrt(v_hat) + eps)": v(eps_at="folded"),
             "the learning rate read once in __init__: read group['lr'] at every step(), the schedule changes it": v(lr_from="init")}
 
 
