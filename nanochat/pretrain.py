@@ -179,6 +179,8 @@ def parse_args(argv=None):
     for name in ("warmup_ratio", "warmdown_ratio", "final_lr_frac"):
         if not 0 <= getattr(args, name) <= 1: p.error(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
     if args.warmup_ratio + args.warmdown_ratio > 1: p.error("--warmup-ratio + --warmdown-ratio must be <= 1")
+    try: GPTConfig.from_depth(args.depth, vocab_size=256)   # refuse a depth the sizing rule cannot split, before any work
+    except ValueError as e: p.error(str(e))
     if args.grad_clip < 0: p.error(f"--grad-clip must be >= 0 (0: off), got {args.grad_clip}")
     if args.resume_from_step < -1: p.error(f"--resume-from-step must be a saved step >= 0 (or -1: off), got {args.resume_from_step}")
     if args.resume_from_step >= 0: args.resume = True
