@@ -4,6 +4,9 @@ Each notebook runs in its own subprocess through nbdev's `test_nb` (the same run
 notebook that starts torch.distributed or spawns threads cannot leak into the next one. Cells carrying a flag
 from `tst_flags` (slow, gpu, multigpu, net, notest) are skipped unless named in NANOCHAT_TEST_FLAGS, e.g.
 `NANOCHAT_TEST_FLAGS="slow" pytest nbs/05_pretrain.ipynb`.
+
+The generated exercise notebooks (`lessons/*/exercises/`) are not collected: they fail until a learner writes the
+code. `tests/test_exercises.py` checks them instead (in sync with nbs/, and passing with the answers filled in).
 """
 import os, subprocess, sys, textwrap
 import pytest
@@ -20,7 +23,8 @@ _RUNNER = textwrap.dedent("""
 """)
 
 def pytest_collect_file(parent, file_path):
-    if file_path.suffix == ".ipynb" and not file_path.name.startswith("_") and ".ipynb_checkpoints" not in str(file_path):
+    if (file_path.suffix == ".ipynb" and not file_path.name.startswith("_") and ".ipynb_checkpoints" not in str(file_path)
+            and file_path.parent.name != "exercises"):
         return NotebookFile.from_parent(parent, path=file_path)
 
 class NotebookFile(pytest.File):

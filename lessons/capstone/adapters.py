@@ -41,6 +41,19 @@ def run_decode(ids: list[int], merges: dict[tuple[int, int], int]) -> str:
     raise NotImplementedError("lessons/capstone/adapters.py: wire run_decode to your decoder")
 
 
+def run_render_conversation(conversation: dict, max_tokens: int, enc) -> tuple[list[int], list[int]]:
+    """Render a chat conversation into (ids, mask) for supervised finetuning: mask 1 on the tokens the assistant must
+    learn to produce, 0 elsewhere. `conversation` is {"messages": [{"role", "content"}, ...]} (an optional leading
+    system message, then user/assistant alternating; assistant content is a str or a list of parts of type text,
+    python or python_output). `enc` is a tiktoken.Encoding holding nanochat's 9 special tokens: encode text with
+    `enc.encode_ordinary(text)`, get a special token's id with `enc.encode_single_token("<|bos|>")`. Cut both lists
+    to `max_tokens`, and leave the input conversation unmodified."""
+    if REFERENCE:
+        from nanochat.tokenizer import Tokenizer
+        return Tokenizer(enc, "<|bos|>").render_conversation(conversation, max_tokens=max_tokens)
+    raise NotImplementedError("lessons/capstone/adapters.py: wire run_render_conversation to your chat renderer")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Stage 2 — the transformer (after lesson L02). Tensors in, tensors out; fp32 on the CPU.
 
@@ -82,14 +95,63 @@ def run_gpt_forward(state_dict: dict, config: dict, idx):
     raise NotImplementedError("lessons/capstone/adapters.py: wire run_gpt_forward to your GPT")
 
 
+def run_config_from_depth(depth: int, vocab_size: int) -> dict:
+    """The model config that `--depth` builds, as the reference's base_train sizes it: a dict with n_layer, n_embd,
+    n_head, n_kv_head and vocab_size (sequence_len 2048). Width 64 per layer, heads of about 128 channels; a depth
+    whose width cannot be cut into equal, even-sized heads must raise ValueError naming the nearest depths that work."""
+    if REFERENCE:
+        from dataclasses import asdict
+        from nanochat.gpt import GPTConfig
+        return asdict(GPTConfig.from_depth(depth, vocab_size))
+    raise NotImplementedError("lessons/capstone/adapters.py: wire run_config_from_depth to your depth rule")
+
+
+def run_init_weights(config: dict, seed: int) -> dict:
+    """The state dict (reference key names, CPU tensors) of a freshly initialised GPT for `config` after
+    torch.manual_seed(seed): the same seed must give the reference nanochat's initial weights bit for bit, so the
+    random numbers must be drawn in the reference's order."""
+    if REFERENCE:
+        import torch
+        from nanochat.gpt import GPT, GPTConfig
+        torch.manual_seed(seed)
+        with torch.device("meta"): model = GPT(GPTConfig(**config))
+        model.to_empty(device="cpu")
+        model.init_weights()
+        return model.state_dict()
+    raise NotImplementedError("lessons/capstone/adapters.py: wire run_init_weights to your GPT's initialisation")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stage 2 (continued) — the KV cache of the inference engine (after lesson L02, notebook 03b). Tensors in and out.
+
+
+def make_kv_cache(batch_size: int, num_heads: int, seq_len: int, head_dim: int, num_layers: int):
+    """Return YOUR KV cache for `num_layers` attention layers and a batch of `batch_size` sequences, `num_heads`
+    key/value heads of `head_dim` channels, with room for `seq_len` positions to start with (more must fit: grow).
+    The graders plug it into the course's GPT (`model(idx, kv_cache=cache)`) and call, besides:
+      get_pos() -> int            positions cached so far (the same for every row and layer)
+      insert_kv(layer, k, v)      k, v (B, H, T_new, D): store them after the cached positions of `layer`; return
+                                  (k_all, v_all), that layer's keys and values of ALL positions so far, (B, H, pos +
+                                  T_new, D). Every layer 0..num_layers-1 inserts the same new positions, in order.
+      prefill(other)              copy what `other` (another cache from this function, batch 1 or the same batch)
+                                  holds into this cache, into every row when `other` has one row; then
+                                  get_pos() == other.get_pos()
+      reset()                     forget everything: get_pos() == 0"""
+    if REFERENCE:
+        from nanochat.engine import KVCache
+        return KVCache(batch_size=batch_size, num_heads=num_heads, seq_len=seq_len, head_dim=head_dim, num_layers=num_layers)
+    raise NotImplementedError("lessons/capstone/adapters.py: wire make_kv_cache to your KV cache class")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Stage 3 — the optimizers (after lesson L03).
 
 
 def run_newton_schulz(G, steps: int = 5):
-    """Approximately orthogonalise the matrix G (rows, cols) with `steps` quintic Newton–Schulz iterations, in
-    float32: X = G / (||G||_F + eps), then `steps` times A = X X^T, X = a X + (b A + c A^2) X with
-    (a, b, c) = (3.4445, -4.7750, 2.0315). Returns a float32 tensor of G's shape."""
+    """Approximately orthogonalise the matrix G (rows, cols) with `steps` iterations of Muon's quintic Newton–Schulz,
+    coefficients (a, b, c) = (3.4445, -4.7750, 2.0315), in float32: the result has G's singular vectors and every
+    singular value moved towards 1. Normalise G first (its singular values must start in [0, 1]; add 1e-7 to what you
+    divide by, so a zero matrix gives zero). Returns a float32 tensor of G's shape."""
     if REFERENCE:
         import torch
         from nanochat.optim import zeropower_via_newtonschulz
@@ -100,7 +162,8 @@ def run_newton_schulz(G, steps: int = 5):
 def get_adamw_cls():
     """Your AdamW optimizer class: a torch.optim.Optimizer subclass constructed as
     cls(params_or_groups, lr=..., betas=(b1, b2), eps=..., weight_decay=...), whose step() takes no arguments.
-    Decoupled weight decay, bias-corrected moments; read each group's lr at every step (schedules change it)."""
+    Decoupled weight decay, bias-corrected moments, torch.optim.AdamW's arithmetic; read each group's lr at every
+    step (schedules change it)."""
     if REFERENCE:
         from nanochat.optim import AdamW
         return AdamW
@@ -108,10 +171,11 @@ def get_adamw_cls():
 
 
 def run_muon_step(W, grad, momentum_buffer, lr: float, momentum: float, nesterov: bool = True, ns_steps: int = 5):
-    """One Muon step on the matrix W (rows, cols), float32 throughout. Returns (new_W, new_momentum_buffer):
-    buf = momentum*buf + (1-momentum)*grad; u = (1-momentum)*grad + momentum*buf if nesterov else buf;
-    O = Newton–Schulz(u, ns_steps); W = W - lr * sqrt(max(1, rows/cols)) * O. You may update W and the buffer in
-    place, but return them."""
+    """One Muon step on the matrix W (rows, cols), float32 throughout. Returns (new_W, new_momentum_buffer). The
+    buffer is an exponential moving AVERAGE of the gradients (weight `momentum` on the old buffer); with `nesterov`
+    the step looks ahead along it; the direction is your Newton–Schulz of that (ns_steps iterations); the step's size
+    is lr, times the aspect-ratio factor that makes its effect independent of the matrix's shape (lesson L03).
+    You may update W and the buffer in place, but return them."""
     if REFERENCE:
         import torch
         from nanochat.optim import muon_update
@@ -119,6 +183,73 @@ def run_muon_step(W, grad, momentum_buffer, lr: float, momentum: float, nesterov
         muon_update(W, grad, buf, lr, momentum, nesterov=nesterov, ns_steps=ns_steps, ns_dtype=torch.float32)
         return W, buf
     raise NotImplementedError("lessons/capstone/adapters.py: wire run_muon_step to your Muon update")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stage 4 — pretraining: the loader's exact resume and the training step (after lesson L04). Lists of token ids
+# and a small model in, batches and numbers out; no files, no tokenizer.
+
+
+def run_packed_loader(docs: list[list[int]], bos_id: int, B: int, T: int, resume_state=None):
+    """A generator of (inputs, targets, state), forever. The token stream: every document of `docs` (lists of token
+    ids) with `bos_id` in front, concatenated, and again from the first document once the last one is used up (the
+    next epoch). Each batch takes the next B*T+1 tokens of the stream: inputs are the first B*T, targets the last
+    B*T, both (B, T) int64; it consumes B*T of them (the last target is the next batch's first input). `state` is
+    the position in the stream where the NEXT batch starts: small and JSON-serialisable, whatever the number of
+    batches so far. Started with resume_state=state, the generator yields exactly the batches that would have
+    followed."""
+    if REFERENCE:
+        from nanochat.dataloader import distributed_data_loader   # the course's loader, fed the documents as a shard
+        return _reference_packed_loader(distributed_data_loader, docs, bos_id, B, T, resume_state)
+    raise NotImplementedError("lessons/capstone/adapters.py: wire run_packed_loader to your loader")
+
+
+def run_train_steps(model, optimizers, micro_batches, grad_accum: int, start_step: int, num_steps: int,
+                    num_iterations: int, warmup_ratio: float = 0.0, warmdown_ratio: float = 0.2,
+                    final_lr_frac: float = 0.0) -> list[float]:
+    """Run optimizer steps start_step .. start_step + num_steps - 1 of a run of `num_iterations` steps. Each step
+    takes the next `grad_accum` micro-batches (x, y) from the iterator `micro_batches`, calls model(x, y) (a mean
+    loss) and backpropagates so the gradients equal those of the mean loss over the step's micro-batches; then it
+    sets every param group's "lr" to group["initial_lr"] times the LR multiplier of the step (warm-up, constant 1,
+    linear warm-down to final_lr_frac, as in lesson L04) and the "momentum" of every group that has that key to
+    the Muon momentum of the step (0.85 -> 0.95 over 300 steps); then steps every optimizer and zeroes the
+    gradients. Returns the mean loss of every step."""
+    if REFERENCE:
+        from nanochat.pretrain import accumulate_gradients, set_schedules
+        losses = []
+        for step in range(start_step, start_step + num_steps):
+            loss = accumulate_gradients(model, (next(micro_batches) for _ in range(grad_accum)), grad_accum)
+            set_schedules(optimizers, step, num_iterations, warmup_ratio, warmdown_ratio, final_lr_frac)
+            for opt in optimizers: opt.step()
+            model.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+        return losses
+    raise NotImplementedError("lessons/capstone/adapters.py: wire run_train_steps to your training step")
+
+
+_LOADER_DIRS = {}
+
+def _reference_packed_loader(distributed_data_loader, docs, bos_id, B, T, resume_state):
+    "The course's parquet loader on the documents written as a one-file split, through a tokenizer of numbers."
+    import tempfile
+    from pathlib import Path
+    from nanochat.dataset import write_shard, shard_name
+
+    class NumberTokenizer:   # a "document" is its token ids written as text: "5 17 3"
+        def get_bos_token_id(self): return bos_id
+        def encode(self, texts, prepend=None, num_threads=1):
+            return [([prepend] if prepend is not None else []) + [int(t) for t in s.split()] for s in texts]
+
+    texts = [" ".join(map(str, d)) for d in docs]
+    key = hash(tuple(texts))
+    if key not in _LOADER_DIRS:   # one shard per distinct document list, in a temp dir removed at exit
+        import atexit, shutil
+        _LOADER_DIRS[key] = Path(tempfile.mkdtemp(prefix="capstone_loader_"))
+        atexit.register(shutil.rmtree, _LOADER_DIRS[key], True)
+        write_shard(texts, _LOADER_DIRS[key] / shard_name(0), row_group_size=3)
+    data_dir = _LOADER_DIRS[key]
+    return distributed_data_loader(NumberTokenizer(), B, T, "train", data_dir=data_dir, rank=0, world_size=1,
+                                   resume_state=resume_state)
 
 
 # ---------------------------------------------------------------------------------------------------------------
