@@ -87,6 +87,19 @@ def _has_grad(p, world):
                                    "parameter needs one, because all ranks must take part in the same collectives")
     return False   # single process: skip it, like torch.optim does
 
+# Both optimizers keep their pending reductions as jobs [..., averaged grad (index 3), pending work (index 4), ...]
+def _launched(opt, grads):
+    "True when `opt.reduce_grads()` already launched the reductions of exactly these gradient tensors."
+    return getattr(opt, "_jobs", None) is not None and len(grads) == len(opt._for) and all(a is b for a, b in zip(grads, opt._for))
+
+def _landed(opt):
+    "Yield `opt`'s jobs one by one as their reductions land (averaged gradients from here on)."
+    for job in opt._jobs:
+        if job[4] is not None:
+            job[4].wait(); job[4] = None
+            if opt._divide: job[3].div_(opt._world)
+        yield job
+
 # %% ../nbs/04_muon.ipynb #4843551b
 class AdamW(torch.optim.Optimizer):
     """Textbook AdamW; with N ranks it averages gradients itself and shards its state ZeRO-2 style: reduce-scatter
@@ -102,8 +115,7 @@ class AdamW(torch.optim.Optimizer):
         """Phase 1: launch the averaging of every gradient over the ranks (async). `step` calls it; so does
         `clip_grad_norm`, which needs the averaged gradients before the update. A second call before `step` is a no-op."""
         grads = [p.grad for group in self.param_groups for p in group["params"]]
-        if getattr(self, "_jobs", None) is not None and len(grads) == len(self._for) and all(
-            a is b for a, b in zip(grads, self._for)): return   # already launched for exactly these gradients
+        if _launched(self, grads): return
         self._for = grads
         rank, world = _rank_world()
         op, self._divide = _avg_op() if world > 1 else (None, False)
@@ -122,30 +134,22 @@ class AdamW(torch.optim.Optimizer):
                     jobs.append([group, p, p, p.grad, dist.all_reduce(p.grad, op=op, async_op=True), rank == 0])
         self._jobs, self._world = jobs, world
 
-    def _reduced(self):
-        "Yield the jobs one by one as their reductions land (averaged gradients from here on)."
-        for job in self._jobs:
-            if job[4] is not None:
-                job[4].wait(); job[4] = None
-                if self._divide: job[3].div_(self._world)
-            yield job
-
     def grad_sq_sum(self):
         "Sum of squares of the averaged gradient entries this rank owns: each entry is counted on exactly one rank."
         self.reduce_grads()
         dev = self.param_groups[0]["params"][0].device
-        return sum((g.float().pow(2).sum() for *_, g, _, mine in self._reduced() if mine), torch.zeros((), device=dev))
+        return sum((g.float().pow(2).sum() for *_, g, _, mine in _landed(self) if mine), torch.zeros((), device=dev))
 
     def scale_grads(self, scale):
         "Multiply the averaged gradients by `scale` (a float or 0-d tensor) before the update: gradient clipping."
         self.reduce_grads()
-        for job in self._reduced(): job[3].mul_(scale)
+        for job in _landed(self): job[3].mul_(scale)
 
     @torch.no_grad()
     def step(self):
         self.reduce_grads()
         gathers = []  # phase 2: as each reduction lands, update my shard and send it to everyone
-        for group, p, shard, g, _, _ in self._reduced():
+        for group, p, shard, g, _, _ in _landed(self):
             adamw_update(shard, g, self.state[p], group["lr"], group["betas"], group["eps"], group["weight_decay"])
             if shard is not p: gathers.append(dist.all_gather_into_tensor(p, shard, async_op=True))
         self._jobs, self._for = None, []
@@ -170,8 +174,7 @@ class Muon(torch.optim.Optimizer):
     def reduce_grads(self):
         "Phase 1: one async reduce-scatter per chunk of `world` same-shape matrices (a no-op if already launched)."
         grads = [p.grad for group in self.param_groups for p in group["params"]]
-        if getattr(self, "_jobs", None) is not None and len(grads) == len(self._for) and all(
-            a is b for a, b in zip(grads, self._for)): return   # already launched for exactly these gradients
+        if _launched(self, grads): return
         self._for = grads
         rank, world = _rank_world()
         op, self._divide = _avg_op() if world > 1 else (None, False)
@@ -189,24 +192,17 @@ class Muon(torch.optim.Optimizer):
                 jobs.append([group, chunk, mine, g, work])
         self._jobs, self._world = jobs, world
 
-    def _reduced(self):
-        for job in self._jobs:
-            if job[4] is not None:
-                job[4].wait(); job[4] = None
-                if self._divide: job[3].div_(self._world)
-            yield job
-
     def grad_sq_sum(self):
         "Sum of squares of the averaged gradients of the matrices this rank owns (each matrix has one owner)."
         self.reduce_grads()
         dev = self.param_groups[0]["params"][0].device
-        return sum((g.float().pow(2).sum() for _, _, mine, g, _ in self._reduced() if mine is not None),
+        return sum((g.float().pow(2).sum() for _, _, mine, g, _ in _landed(self) if mine is not None),
                    torch.zeros((), device=dev))
 
     def scale_grads(self, scale):
         "Multiply the averaged gradients by `scale` before the update: gradient clipping."
         self.reduce_grads()
-        for job in self._reduced():
+        for job in _landed(self):
             if job[2] is not None: job[3].mul_(scale)
 
     @torch.no_grad()
@@ -214,7 +210,7 @@ class Muon(torch.optim.Optimizer):
         self.reduce_grads()
         rank, world = _rank_world()
         gathers = []  # phase 2: the owner updates its matrix, then everyone gathers the chunk
-        for group, chunk, mine, g, _ in self._reduced():
+        for group, chunk, mine, g, _ in _landed(self):
             if mine is not None:
                 state = self.state[mine]
                 if not state: state["momentum_buffer"] = torch.zeros_like(g)
