@@ -27,13 +27,15 @@ resume_flag() {
   if compgen -G "$1/meta_*.json" > /dev/null; then echo "--resume"; fi
 }
 
-# `need_free_gb GB`: stop before any long work when the disk under $NANOCHAT_BASE_DIR cannot hold the run.
+# `need_free_gb GB DIR WHAT`: stop before any long work when the disk holding DIR has less than GB free for WHAT.
+# NANOCHAT_SKIP_DISK_CHECK=1 goes on anyway.
 need_free_gb() {
-  mkdir -p "$NANOCHAT_BASE_DIR"
+  mkdir -p "$2"
   local free_gb
-  free_gb=$(df -Pk "$NANOCHAT_BASE_DIR" | awk 'NR==2 {print int($4 / 1048576)}')
-  if [ "$free_gb" -lt "$1" ]; then
-    echo "error: $NANOCHAT_BASE_DIR has ${free_gb} GB free; this run needs about $1 GB (data shards + checkpoints)" >&2
+  free_gb=$(df -Pk "$2" | awk 'NR==2 {print int($4 / 1048576)}')
+  if [ -z "${NANOCHAT_SKIP_DISK_CHECK:-}" ] && [ -n "$free_gb" ] && [ "$free_gb" -lt "$1" ]; then
+    echo "error: $3 needs about $1 GB free on the disk holding $2; only $free_gb GB is free" >&2
+    echo "       (free some space, or set NANOCHAT_SKIP_DISK_CHECK=1 to try anyway)" >&2
     exit 1
   fi
 }

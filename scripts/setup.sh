@@ -7,6 +7,7 @@
 # NANOCHAT_NO_UV=1 forces the pip path.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/common.sh
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "error: the Rust toolchain (cargo) is needed to build the rustbpe tokenizer: install it from rustup.rs" >&2
@@ -33,13 +34,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -
   # Fail fast, before minutes of downloads, when the disk cannot hold the install. Measured on a fresh clone: .venv
   # ends at 6.4 GB (PyPI's Linux torch wheel brings its CUDA libraries even on a CPU machine); the pip path peaks at
   # ~9.6 GB while wheels are downloaded and unpacked, uv links from its cache and needs about the final size.
-  need_gb=$([ "$USE_UV" = 1 ] && echo 7 || echo 10)
-  free_gb=$(df -Pk . | awk 'NR==2 {print int($4 / 1048576)}')
-  if [ -z "${NANOCHAT_SKIP_DISK_CHECK:-}" ] && [ -n "$free_gb" ] && [ "$free_gb" -lt "$need_gb" ]; then
-    echo "error: installing needs about $need_gb GB free on the disk holding $PWD; only $free_gb GB is free." >&2
-    echo "       Free some space (old clones' .venv folders are 6.4 GB each), or set NANOCHAT_SKIP_DISK_CHECK=1 to try anyway." >&2
-    exit 1
-  fi
+  need_free_gb "$([ "$USE_UV" = 1 ] && echo 7 || echo 10)" "$PWD" "installing nanochat into .venv"
   echo "[setup] installing nanochat + building rustbpe (first time: a few minutes, torch is large)"
   if [ "$USE_UV" = 1 ]; then
     # --locked: fail rather than silently re-resolve when uv.lock is stale; --inexact: keep the data-only packages

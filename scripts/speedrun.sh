@@ -77,7 +77,7 @@ else
     echo "error: no nvidia-smi: this run needs CUDA GPUs (try --dry-run on a CPU, or scripts/runcpu.sh)" >&2; exit 1
   fi
   NPROC=${NPROC:-$(nvidia-smi -L | wc -l)}
-  need_free_gb $((SHARDS / 10 + 20))   # ~100 MB per shard, plus checkpoints
+  need_free_gb $((SHARDS / 10 + 20)) "$NANOCHAT_BASE_DIR" "this run (~100 MB per data shard, plus checkpoints)"
   DOWNLOAD_FIRST=(python -m nanochat.dataset -n 8); DOWNLOAD_REST=(python -m nanochat.dataset -n "$SHARDS")
   RUN_RL=${RUN_RL:-0}
 fi
