@@ -38,3 +38,19 @@ def test_dry_run(script, depth):
                        timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "base_train: already done" in r.stdout and "chat_sft: already done" in r.stdout
+
+
+def test_need_free_gb():
+    "The disk check that setup.sh and speedrun.sh run before long work: a one-line reason, and an override."
+    sh = 'source scripts/common.sh; need_free_gb 1000000 "$TMPDIR_CHECK" "this test"; echo went-on'
+    env = {**os.environ, "TMPDIR_CHECK": tempfile.mkdtemp()}
+    env.pop("NANOCHAT_SKIP_DISK_CHECK", None)
+    r = subprocess.run(["bash", "-c", sh], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "went-on" not in r.stdout, r.stdout + r.stderr
+    assert "this test needs about 1000000 GB free" in r.stderr and "NANOCHAT_SKIP_DISK_CHECK=1" in r.stderr, r.stderr
+    r = subprocess.run(["bash", "-c", sh], cwd=ROOT, env={**env, "NANOCHAT_SKIP_DISK_CHECK": "1"}, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and "went-on" in r.stdout, r.stdout + r.stderr
+    r = subprocess.run(["bash", "-c", sh.replace("1000000", "0")], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and "went-on" in r.stdout, r.stdout + r.stderr
