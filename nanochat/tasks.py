@@ -212,11 +212,12 @@ class MMLU(CategoricalTask):
 _ANSWER_RE = re.compile(r"#### (\-?[0-9\.\,]+)")
 
 def extract_answer(text):
-    "The number after the first `#### ` with thousands commas (and a full stop right after it) removed; None if absent."
+    "The number after the first `#### ` with thousands commas (and a full stop right after it) removed; None if there is none."
     if not isinstance(text, str): return None
     m = _ANSWER_RE.search(text)
     if m is None: return None
-    return m.group(1).replace(",", "").rstrip(".") or None
+    number = m.group(1).replace(",", "").rstrip(".")
+    return number if any(ch.isdigit() for ch in number) else None   # "#### -." has no number in it
 
 def message_text(message):
     "All the text of a message (a plain string, or the concatenated parts of an assistant message)."
