@@ -42,15 +42,14 @@ def test_dry_run(script, depth):
 
 def test_need_free_gb():
     "The disk check that setup.sh and speedrun.sh run before long work: a one-line reason, and an override."
-    sh = 'source scripts/common.sh; need_free_gb 1000000 "$TMPDIR_CHECK" "this test"; echo went-on'
-    env = {**os.environ, "TMPDIR_CHECK": tempfile.mkdtemp()}
-    env.pop("NANOCHAT_SKIP_DISK_CHECK", None)
-    r = subprocess.run(["bash", "-c", sh], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    def check(gb, **env):
+        sh = f'source scripts/common.sh; need_free_gb {gb} "{tempfile.mkdtemp()}" "this test"; echo went-on'
+        base = {k: v for k, v in os.environ.items() if k != "NANOCHAT_SKIP_DISK_CHECK"}
+        return subprocess.run(["bash", "-c", sh], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=60)
+    r = check(1000000)
     assert r.returncode == 1 and "went-on" not in r.stdout, r.stdout + r.stderr
     assert "this test needs about 1000000 GB free" in r.stderr and "NANOCHAT_SKIP_DISK_CHECK=1" in r.stderr, r.stderr
-    r = subprocess.run(["bash", "-c", sh], cwd=ROOT, env={**env, "NANOCHAT_SKIP_DISK_CHECK": "1"}, capture_output=True,
-                       text=True, timeout=60)
+    r = check(1000000, NANOCHAT_SKIP_DISK_CHECK="1")
     assert r.returncode == 0 and "went-on" in r.stdout, r.stdout + r.stderr
-    r = subprocess.run(["bash", "-c", sh.replace("1000000", "0")], cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=60)
+    r = check(0)
     assert r.returncode == 0 and "went-on" in r.stdout, r.stdout + r.stderr
