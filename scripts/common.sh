@@ -4,9 +4,15 @@
 # so a run that was interrupted and started again skips what already finished (a stage that died half-way is not
 # marked, so it runs again; the training stages then continue from their last complete checkpoint with --resume).
 # Every stage's wall time goes to run_state/timings.tsv, and the run's table of stage timings is printed at the end.
+# With NANOCHAT_PLAN=FILE (speedrun.sh --plan) a stage only appends its name and command to FILE, for
+# tools/check_flags.py to check.
 
 stage() {
   local name=$1; shift
+  if [ -n "${NANOCHAT_PLAN:-}" ]; then   # --plan: write the command down (NAME<TAB>quoted words), run nothing
+    printf '%s\t%s\n' "$name" "$(printf '%q ' "$@")" >> "$NANOCHAT_PLAN"
+    return 0
+  fi
   local done_file="$NANOCHAT_BASE_DIR/run_state/$name.done"
   mkdir -p "$NANOCHAT_BASE_DIR/run_state"
   if [ -f "$done_file" ] && [ -z "${NANOCHAT_RERUN:-}" ]; then

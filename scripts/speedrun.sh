@@ -8,6 +8,9 @@
 #   bash scripts/speedrun.sh --dry-run            # every stage, in order, at toy size on the CPU (2 gloo ranks,
 #                                                 # embedded data, a temp dir): CI runs this so a typo in a flag or a
 #                                                 # stage can never waste a GPU node (DRY_DEVICE=cuda: on a GPU)
+#   bash scripts/speedrun.sh --plan               # run nothing: list every stage's command and check that its flags
+#                                                 # parse (tools/check_flags.py), on any machine in seconds; with
+#                                                 # --dry-run: the dry run's commands
 # An interrupted run started again skips the stages that finished and resumes base training from its last
 # checkpoint. scripts/run1000.sh is this script with the d32 sizing.
 set -euo pipefail
@@ -15,10 +18,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/common.sh
 
 DRY_RUN=0
+PLAN=0
 for arg in "$@"; do
   case $arg in
     --dry-run) DRY_RUN=1 ;;
-    *) echo "error: unknown argument $arg (usage: bash scripts/speedrun.sh [--dry-run])" >&2; exit 2 ;;
+    --plan) PLAN=1 ;;
+    *) echo "error: unknown argument $arg (usage: bash scripts/speedrun.sh [--dry-run] [--plan])" >&2; exit 2 ;;
   esac
 done
 
@@ -31,7 +36,11 @@ WANDB_RUN=${WANDB_RUN:-}
 WANDB_BASE=${WANDB_RUN:+--wandb}            # base_train logs to wandb with --wandb
 WANDB_CHAT=${WANDB_RUN:+--run=$WANDB_RUN}    # the chat stages take the reference's --run=<name>
 
-if [ -z "${NANOCHAT_SKIP_SETUP:-}" ]; then   # gpu_check.sh sets it: a GPU box with its own python and no registry
+if [ "$PLAN" = 1 ]; then
+  # `stage` (scripts/common.sh) writes each stage's command to this file instead of running it
+  export NANOCHAT_PLAN=$(mktemp -t nanochat_plan_XXXX)
+  if [ -d .venv ]; then export PATH="$PWD/.venv/bin:$PATH"; fi
+elif [ -z "${NANOCHAT_SKIP_SETUP:-}" ]; then   # gpu_check.sh sets it: a GPU box with its own python and no registry
   bash scripts/setup.sh
   export PATH="$PWD/.venv/bin:$PATH"
 fi
@@ -73,24 +82,33 @@ else
   export NANOCHAT_BASE_DIR="${NANOCHAT_BASE_DIR:-$HOME/.cache/nanochat}"
   export NANOCHAT_DATA=fineweb NANOCHAT_TASKS=hub
   export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-  if ! command -v nvidia-smi >/dev/null 2>&1; then
-    echo "error: no nvidia-smi: this run needs CUDA GPUs (try --dry-run on a CPU, or scripts/runcpu.sh)" >&2; exit 1
+  if [ "$PLAN" = 1 ]; then
+    NPROC=${NPROC:-8}   # nothing runs: no GPU and no free disk needed
+  else
+    if ! command -v nvidia-smi >/dev/null 2>&1; then
+      echo "error: no nvidia-smi: this run needs CUDA GPUs (try --dry-run on a CPU, or scripts/runcpu.sh)" >&2; exit 1
+    fi
+    NPROC=${NPROC:-$(nvidia-smi -L | wc -l)}
+    need_free_gb $((SHARDS / 10 + 20)) "$NANOCHAT_BASE_DIR" "this run (~100 MB per data shard, plus checkpoints)"
   fi
-  NPROC=${NPROC:-$(nvidia-smi -L | wc -l)}
-  need_free_gb $((SHARDS / 10 + 20)) "$NANOCHAT_BASE_DIR" "this run (~100 MB per data shard, plus checkpoints)"
   DOWNLOAD_FIRST=(python -m nanochat.dataset -n 8); DOWNLOAD_REST=(python -m nanochat.dataset -n "$SHARDS")
   RUN_RL=${RUN_RL:-0}
 fi
 LAUNCH=(torchrun --standalone --nproc_per_node="$NPROC")
-echo "speedrun: depth $DEPTH, $NPROC processes, outputs in $NANOCHAT_BASE_DIR$([ "$DRY_RUN" = 1 ] && echo ' (DRY RUN: toy sizes on the CPU)')"
+echo "speedrun: depth $DEPTH, $NPROC processes, outputs in $NANOCHAT_BASE_DIR$([ "$DRY_RUN" = 1 ] && echo ' (DRY RUN: toy sizes on the CPU)')$([ "$PLAN" = 1 ] && echo ' (PLAN: nothing runs)')"
 
 stage report_reset python -m nanochat.report reset
 # 8 shards (enough for the tokenizer) first, the rest in the background while the tokenizer trains
 stage data_first "${DOWNLOAD_FIRST[@]}"
-"${DOWNLOAD_REST[@]}" & DOWNLOAD_PID=$!
+if [ "$PLAN" = 1 ]; then
+  if [ "${DOWNLOAD_REST[0]}" != true ]; then stage data_rest "${DOWNLOAD_REST[@]}"; fi
+  DOWNLOAD_PID=
+else
+  "${DOWNLOAD_REST[@]}" & DOWNLOAD_PID=$!
+fi
 stage tokenizer python -m scripts.tok_train "${TOK[@]}"
 stage tokenizer_eval python -m scripts.tok_eval
-wait $DOWNLOAD_PID
+if [ -n "$DOWNLOAD_PID" ]; then wait $DOWNLOAD_PID; fi
 stage base_train "${LAUNCH[@]}" -m scripts.base_train -- "${BASE[@]}" \
   $(resume_flag "$NANOCHAT_BASE_DIR/base_checkpoints/$TAG")
 stage base_loss "${LAUNCH[@]}" -m scripts.base_loss -- "${LOSS[@]}"
@@ -105,5 +123,10 @@ if [ "$RUN_RL" = 1 ]; then
   stage chat_eval_rl "${LAUNCH[@]}" -m scripts.chat_eval -- -i rl -a GSM8K "${EVAL[@]}"
 fi
 stage report python -m nanochat.report generate
+if [ "$PLAN" = 1 ]; then
+  # every stage's command line, parsed by the parsers that would read it (PLAN_JSON=FILE: also save the parsed flags)
+  echo "== the plan ($NANOCHAT_PLAN): checking every stage's flags"
+  exec python tools/check_flags.py "$NANOCHAT_PLAN" ${PLAN_JSON:+--json "$PLAN_JSON"}
+fi
 print_timings
 echo "talk to it: python -m scripts.chat_cli -p 'Why is the sky blue?'   |   python -m scripts.chat_web (then open http://<this-host>:8000/)"

@@ -1,43 +1,80 @@
-"""The GPU runs, dry: `speedrun.sh --dry-run` and `run1000.sh --dry-run` run every stage of the real scripts, in
-order, with the real runs' flags plus toy-size overrides, on the CPU with 2 gloo ranks. A misspelt flag, a stage
-that cannot find the previous stage's checkpoint, or a missing report section fails here, not on a rented node.
-About 1.5 minutes each on 2 cores."""
-import os, subprocess, tempfile
+"""The GPU runs, dry. `speedrun.sh --dry-run` runs every stage of the real script, in order, with the real run's
+flags plus toy-size overrides, on the CPU with 2 gloo ranks: a misspelt flag, a stage that cannot find the previous
+stage's checkpoint, or a missing report section fails here, not on a rented node (~1.5 minutes on 2 cores).
+
+`run1000.sh` is the same script with the d32 sizing, so its dry run would train, evaluate and report exactly what the
+speedrun's does under another tag. Instead of running it all again, its `--plan` (every stage's command parsed by the
+parsers that would read it, nothing run) proves that: the same stages in the same order, each ending with the same
+flags as the speedrun's dry run but for the d32 tag; and every flag of both real runs (wandb and RL included) parses.
+"""
+import json, os, subprocess, tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("tokenizer", "base_train", "base_loss", "base_eval", "mid_train", "chat_eval_mid", "chat_sft",
+          "chat_eval_sft", "chat_rl", "chat_eval_rl", "report")
 
 
-def dry_run(script, tag):
-    base = Path(tempfile.mkdtemp(prefix=f"nanochat_{tag}_"))
-    env = {**os.environ, "NANOCHAT_BASE_DIR": str(base), "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(["bash", f"scripts/{script}", "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True,
+def run(script, *args, base=None, **env):
+    base = base or Path(tempfile.mkdtemp(prefix=f"nanochat_{script.split('.')[0]}_"))
+    env = {**os.environ, "NANOCHAT_BASE_DIR": str(base), "OMP_NUM_THREADS": "1", **env}
+    r = subprocess.run(["bash", f"scripts/{script}", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=1200)
-    assert r.returncode == 0, f"{script} --dry-run failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    assert r.returncode == 0, f"{script} {' '.join(args)} failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
     return base, r.stdout
 
 
-@pytest.mark.parametrize("script,depth", [("speedrun.sh", 20), ("run1000.sh", 32)])
-def test_dry_run(script, depth):
-    base, out = dry_run(script, script.split(".")[0])
+def test_dry_run():
+    base, out = run("speedrun.sh", "--dry-run")
     # every stage ran, and the stages found each other under the real run's model tag
     done = {p.stem for p in (base / "run_state").glob("*.done")}
-    for stage in ("tokenizer", "base_train", "base_loss", "base_eval", "mid_train", "chat_eval_mid", "chat_sft",
-                  "chat_eval_sft", "chat_rl", "chat_eval_rl", "report"):
+    for stage in STAGES:
         assert stage in done, f"stage {stage} did not finish:\n{out[-3000:]}"
     for d in ("base_checkpoints", "mid_checkpoints", "chatsft_checkpoints", "chatrl_checkpoints"):
-        assert (base / d / f"d{depth}").is_dir(), f"{d}/d{depth} missing"
+        assert (base / d / "d20").is_dir(), f"{d}/d20 missing"
     report = (base / "report" / "report.md").read_text()
     for section in ("Base model training", "Midtraining", "Chat SFT", "Chat RL", "Chat evaluation sft"):
         assert f"## {section}" in report, f"report.md has no '{section}' section"
     # started again, the run skips everything that finished
-    env = {**os.environ, "NANOCHAT_BASE_DIR": str(base), "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(["bash", f"scripts/{script}", "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "base_train: already done" in r.stdout and "chat_sft: already done" in r.stdout
+    _, out = run("speedrun.sh", "--dry-run", base=base)
+    assert "base_train: already done" in out and "chat_sft: already done" in out
+
+
+def plan(script, *args, **env):
+    "The stages of `script --plan` with their parsed flags (tools/check_flags.py's --json)."
+    out = Path(tempfile.mkdtemp(prefix="nanochat_plan_")) / "plan.json"
+    _, stdout = run(script, "--plan", *args, PLAN_JSON=str(out), **env)
+    assert "stages accept their flags" in stdout and "FAIL" not in stdout, stdout
+    return json.loads(out.read_text())
+
+
+def test_run1000_dry_run_is_the_speedrun_dry_run_at_d32():
+    speed, r1000 = plan("speedrun.sh", "--dry-run"), plan("run1000.sh", "--dry-run")
+    assert [s["stage"] for s in speed] == [s["stage"] for s in r1000], "run1000's stages differ from the speedrun's"
+    assert set(STAGES) <= {s["stage"] for s in r1000}
+    for a, b in zip(speed, r1000):
+        assert a["module"] == b["module"], (a, b)
+        # each stage ends with the speedrun dry run's flags, under the d32 tag
+        flags = json.loads(json.dumps(b["flags"]).replace('"d32"', '"d20"'))
+        assert flags == a["flags"], f"{a['stage']}: run1000's dry run differs from the speedrun's beyond the tag"
+    # the run1000 sizing is on the command lines, ahead of the toy overrides
+    base_argv = next(s["argv"] for s in r1000 if s["stage"] == "base_train")
+    assert base_argv[:2] == ["--depth=32", "--device-batch-size=8"] and "--model-tag=d32" in base_argv, base_argv
+
+
+@pytest.mark.parametrize("script,depth,batch,shards,chars", [("speedrun.sh", 20, 32, "240", 2000000000),
+                                                             ("run1000.sh", 32, 8, "800", 4000000000)])
+def test_real_run_flags_parse(script, depth, batch, shards, chars):
+    "The real runs' command lines, without the toy overrides, wandb and RL on: every flag parses, the sizing arrives."
+    stages = {s["stage"]: s for s in plan(script, WANDB_RUN="t", RUN_RL="1")}
+    assert set(STAGES) | {"data_first", "data_rest", "tokenizer_eval", "report_reset"} == set(stages), sorted(stages)
+    assert stages["base_train"]["flags"]["depth"] == depth and stages["base_train"]["flags"]["device_batch_size"] == batch
+    assert stages["base_train"]["flags"]["wandb"] and stages["chat_sft"]["flags"]["run"] == "t"
+    assert stages["tokenizer"]["flags"]["max_chars"] == chars and stages["data_rest"]["argv"] == ["-n", shards]
+    for name in ("base_loss", "base_eval", "mid_train", "chat_sft", "chat_rl"):
+        assert f"d{depth}" in json.dumps(stages[name]["flags"]), f"{name} does not read the d{depth} tag"
 
 
 def test_need_free_gb():
