@@ -6,7 +6,8 @@ from `tst_flags` (slow, gpu, multigpu, net, notest) are skipped unless named in 
 `NANOCHAT_TEST_FLAGS="slow" pytest nbs/05_pretrain.ipynb`.
 
 The generated exercise notebooks (`lessons/*/exercises/`) are not collected: they fail until a learner writes the
-code. `tests/test_exercises.py` checks them instead (in sync with nbs/, and passing with the answers filled in).
+code. `tests/test_exercises.py` checks them instead: in sync with nbs/, and with the answers filled in the same cells
+as the nbs/ notebook that runs here (one answer run in the default tier, all of them with NANOCHAT_TEST_FLAGS=slow).
 """
 import os, subprocess, sys, textwrap
 import pytest
