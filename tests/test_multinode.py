@@ -24,8 +24,14 @@ def _free_port():
 def base_dir():
     base = Path(tempfile.mkdtemp(prefix="nanochat_multinode_"))
     env = {**os.environ, "NANOCHAT_BASE_DIR": str(base), "NANOCHAT_DATA": "embedded", "OMP_NUM_THREADS": "1"}
-    code = ("from nanochat.dataset import build_embedded_corpus\nfrom nanochat.tok_train import train_tokenizer\n"
-            "d = build_embedded_corpus(include_shakespeare=False)\ntrain_tokenizer(vocab_size=512, max_chars=400_000, data_dir=d)")
+    # a small corpus: the pydoc help topics (~0.7M characters, read in no time) as the embedded source's shards, not
+    # the whole embedded corpus (parsing the stdlib for it costs ~5 s of CPU; 00b_dataset tests that build)
+    code = ("from nanochat.dataset import pydoc_topics, write_shard, shard_name, get_data_dir, VAL_SHARD\n"
+            "from nanochat.tok_train import train_tokenizer\n"
+            "docs, d = pydoc_topics(), get_data_dir('embedded')\nd.mkdir(parents=True, exist_ok=True)\n"
+            "write_shard(docs[8:], d / shard_name(0), row_group_size=16)\n"
+            "write_shard(docs[:8], d / shard_name(VAL_SHARD), row_group_size=16)\n"
+            "train_tokenizer(vocab_size=512, max_chars=400_000, data_dir=d)")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
     return base, env
 
