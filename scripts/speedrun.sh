@@ -125,8 +125,9 @@ fi
 stage report python -m nanochat.report generate
 if [ "$PLAN" = 1 ]; then
   # every stage's command line, parsed by the parsers that would read it (PLAN_JSON=FILE: also save the parsed flags)
-  echo "== the plan ($NANOCHAT_PLAN): checking every stage's flags"
-  exec python tools/check_flags.py "$NANOCHAT_PLAN" ${PLAN_JSON:+--json "$PLAN_JSON"}
+  echo "== the plan: checking every stage's flags"
+  rc=0; python tools/check_flags.py "$NANOCHAT_PLAN" ${PLAN_JSON:+--json "$PLAN_JSON"} || rc=$?
+  rm -f "$NANOCHAT_PLAN"; exit $rc
 fi
 print_timings
 echo "talk to it: python -m scripts.chat_cli -p 'Why is the sky blue?'   |   python -m scripts.chat_web (then open http://<this-host>:8000/)"

@@ -7,7 +7,7 @@ speedrun's does under another tag. Instead of running it all again, its `--plan`
 parsers that would read it, nothing run) proves that: the same stages in the same order, each ending with the same
 flags as the speedrun's dry run but for the d32 tag; and every flag of both real runs (wandb and RL included) parses.
 """
-import json, os, subprocess, tempfile
+import json, os, subprocess, sys, tempfile
 from pathlib import Path
 
 import pytest
@@ -75,6 +75,22 @@ def test_real_run_flags_parse(script, depth, batch, shards, chars):
     assert stages["tokenizer"]["flags"]["max_chars"] == chars and stages["data_rest"]["argv"] == ["-n", shards]
     for name in ("base_loss", "base_eval", "mid_train", "chat_sft", "chat_rl"):
         assert f"d{depth}" in json.dumps(stages[name]["flags"]), f"{name} does not read the d{depth} tag"
+
+
+def test_plan_catches_a_bad_flag(tmp_path):
+    "The check the plans rely on fails on a misspelt flag and a wrong value, naming the stage and argparse's reason."
+    plan = tmp_path / "plan"
+    plan.write_text("good\tpython -m scripts.base_loss --model-tag=d20\n"
+                    "typo\ttorchrun --standalone --nproc_per_node=2 -m scripts.base_loss -- --model-tagg=d20\n"
+                    "value\tpython -m scripts.tok_train --vocab-size=lots\n")
+    r = subprocess.run([sys.executable, "tools/check_flags.py", str(plan)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("ok    good"), r.stdout
+    assert lines[1].startswith("FAIL  typo") and "unrecognized arguments: --model-tagg=d20" in lines[1], r.stdout
+    assert lines[2].startswith("FAIL  value") and "invalid int value: 'lots'" in lines[2], r.stdout
+    assert "1 of 3 stages accept their flags; 2 do not" in r.stdout
 
 
 def test_need_free_gb():

@@ -57,7 +57,9 @@ def check_stage(words):
         with stop_after_parsing(), contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             runpy.run_module(module, run_name="__main__", alter_sys=False)
     except Parsed as p: return {"module": module, "argv": argv, "flags": {k: v for k, v in sorted(vars(p.ns).items())}}
-    except SystemExit as e: raise ValueError(f"{module} rejects its flags (exit {e.code}): {err.getvalue().strip()[-800:]}") from None
+    except SystemExit as e:   # argparse's message is the last line of its output (the usage lines come first)
+        msg = (err.getvalue().strip().splitlines() or [""])[-1]
+        raise ValueError(f"{module} rejects its flags (exit {e.code}): {msg}") from None
     finally: sys.argv = saved
     raise ValueError(f"{module} finished without parsing a command line: it cannot be checked without running it")
 
