@@ -1,0 +1,497 @@
+"""Will every stage of speedrun.sh / run1000.sh fit in an 80 GB H100? Peak memory per rank and step time, without a GPU.
+
+    python -m bench.bench_gpu_budget                         # both scripts (d20 and d32), one table each (~1-2 min)
+    python -m bench.bench_gpu_budget --script run1000 --check    # exit 1 if a stage overflows (or has < 10% headroom)
+    python -m bench.bench_gpu_budget --script run1000 --depth 32 --device-batch-size 64 --check   # "does this fit?"
+    python -m bench.bench_gpu_budget --bench-train --depth 20 --batch-size 16 --world 1   # what gpu_check.sh predicts
+
+Method. Each stage runs ONE REAL STEP of the course's own code (GPT.forward, the chunked soft-capped loss, backward,
+`clip_grad_norm`, the AdamW + Muon `step`, KVCache) on *fake* tensors (torch's FakeTensorMode: shapes, dtypes and
+devices, no data), under bf16 autocast as on CUDA, at the scripts' real flags. A `TorchDispatchMode` (`LiveBytes`)
+sees every tensor an operation creates and, through a weak reference to its storage, when it is freed; the live
+bytes after every operation give the peak. The parameters, buffers and optimizer state are registered up front, so
+the peak is everything the rank holds. What is emulated rather than run:
+  * 8 ranks: `torch.distributed` is replaced, inside `nanochat.optim` only, by a stand-in for rank 0 of 8 (rank 0 owns
+    the first matrix of every Muon chunk: the busiest rank). Its collectives allocate what NCCL allocates on the
+    caching allocator: a flat buffer of world x size for the list forms (`reduce_scatter`, `all_gather`), held until
+    `wait()`; the tensor forms write in place.
+  * weights as on CUDA: fp32 parameters with a bf16 `wte` (as `init_weights` / `build_model` do on CUDA).
+  * attention: fake CPU tensors take torch's fused flash-attention path (out + log-sum-exp saved), the memory of
+    the CUDA flash kernel; the math path would hold every (T, T) score matrix.
+  * `torch.compile` (on by default on CUDA in base_train) is not run: it fuses element-wise ops, so it saves fewer
+    activations than eager. The "compiled" column takes the eager activations x COMPILE_ACTIVATION_FACTOR (stated
+    below); the "eager" column is the upper bound, and the verdict uses it.
+Then on top of the simulated peak: the caching allocator's fragmentation (FRAGMENTATION of the peak; the scripts
+set expandable_segments:True) and RUNTIME_GB for the CUDA context, cuBLAS workspaces and NCCL's own buffers.
+Step time: FLOPs per step from GPT.estimate_flops x tokens at MFU of the H100's 989 TFLOP/s bf16 dense peak; decode
+steps are bound by memory bandwidth: bytes of weights + KV cache read per step at HBM_EFFICIENCY x 3.35 TB/s.
+"""
+import argparse, math, os, re, shlex, sys, time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import nanochat.optim as optim
+from nanochat.engine import KVCache
+from nanochat.gpt import GPT, GPTConfig
+from nanochat.optim import setup_optimizers
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GB = 1e9
+CAPACITY_GB = 80.0             # an H100 "80 GB" (torch reports ~85.0e9 bytes: the rest is a margin of our own)
+MIN_HEADROOM = 0.10
+FRAGMENTATION = 0.05           # of the simulated peak, for the caching allocator (expandable segments on)
+RUNTIME_GB = 1.5               # CUDA context + cuBLAS workspaces + NCCL buffers, not seen by the simulation
+COMPILE_ACTIVATION_FACTOR = 0.74   # compiled / eager saved activations: 0.735 measured by --measure-compile
+PEAK_FLOPS, MFU = 989e12, 0.40     # H100 SXM bf16 dense; the course's stated MFU for the budget
+HBM_BW, HBM_EFFICIENCY = 3.35e12, 0.6
+VOCAB = 65536                  # the scripts' tokenizer (tok_train --vocab-size=65536)
+
+
+# ---------------------------------------------------------------------------------------------------- accounting
+class LiveBytes(TorchDispatchMode):
+    """Live bytes of every storage created inside the `with` block, plus those registered with `track`; and their
+    peak. Frees are found by scanning the weak references, which is only needed when the running total (allocations
+    added, frees not yet subtracted: an upper bound) passes the peak so far: exact, and fast away from the peak."""
+    def __init__(self):
+        super().__init__()
+        self.live, self.peak, self.total = {}, 0, 0
+
+    def track(self, tensors):
+        for t in tensors:
+            if isinstance(t, torch.Tensor):
+                st = t.untyped_storage()
+                if st._cdata not in self.live:
+                    self.live[st._cdata] = (StorageWeakRef(st), st.nbytes()); self.total += st.nbytes()
+        if self.total > self.peak: self.peak = max(self.peak, self.now())
+
+    def now(self):
+        "Bytes live right now (drops the freed storages)."
+        self.live = {k: v for k, v in self.live.items() if not v[0].expired()}
+        self.total = sum(n for _, n in self.live.values())
+        return self.total
+
+    def reset_peak(self): self.peak = self.now()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.track(torch.utils._pytree.tree_leaves(out))
+        return out
+
+
+class _Work:
+    "A finished collective; holds NCCL's flat staging buffer (if any) until `wait()`, as the real one does."
+    def __init__(self, buf=None): self.buf = buf
+    def wait(self): self.buf = None
+
+
+class FakeDist:
+    "What `nanochat.optim` uses of torch.distributed, for rank `rank` of `world`: collectives only allocate."
+    ReduceOp = torch.distributed.ReduceOp
+    def __init__(self, world, rank=0): self.world, self.rank = world, rank
+    def is_available(self): return True
+    def is_initialized(self): return True
+    def get_rank(self): return self.rank
+    def get_world_size(self): return self.world
+    def get_backend(self): return "nccl"
+    def reduce_scatter_tensor(self, out, inp, op=None, async_op=False): return _Work()
+    def all_gather_into_tensor(self, out, inp, async_op=False): return _Work()
+    def all_reduce(self, t, op=None, async_op=False): return _Work()
+    def reduce_scatter(self, out, inputs, op=None, async_op=False):   # NCCL flattens the list into one buffer
+        return _Work(torch.empty(len(inputs) * inputs[0].numel(), dtype=inputs[0].dtype, device=inputs[0].device))
+    def all_gather(self, outs, inp, async_op=False):
+        return _Work(torch.empty(len(outs) * inp.numel(), dtype=inp.dtype, device=inp.device))
+
+
+@contextmanager
+def simulated(world=8):
+    """Fake tensors on the CPU with bf16 autocast, `world` ranks for the optimizers, and GPT.forward's token-id range
+    check skipped (it reads data, which fake tensors do not have: it is skipped under torch.compile on CUDA too)."""
+    real_is_compiling, real_dist = torch.compiler.is_compiling, optim.dist
+    def is_compiling():
+        return sys._getframe(1).f_globals.get("__name__") == "nanochat.gpt" or real_is_compiling()
+    torch.compiler.is_compiling, optim.dist = is_compiling, FakeDist(world)
+    try:
+        with FakeTensorMode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            yield
+    finally:
+        torch.compiler.is_compiling, optim.dist = real_is_compiling, real_dist
+
+
+def build_model(depth, seq_len, vocab=VOCAB, cuda_dtypes=True):
+    "The real GPT, fake parameters: fp32, with a bf16 embedding as on CUDA."
+    model = GPT(GPTConfig.from_depth(depth, vocab, seq_len))
+    if cuda_dtypes:   # (module.to() cannot swap fake parameters in place: assign a new one)
+        wte = model.transformer.wte
+        wte.weight = torch.nn.Parameter(wte.weight.detach().to(torch.bfloat16))
+    return model
+
+
+def model_tensors(model, optimizers=()):
+    out = list(model.parameters()) + list(model.buffers()) + [p.grad for p in model.parameters() if p.grad is not None]
+    for opt in optimizers:
+        for st in opt.state.values(): out += [v for v in st.values() if isinstance(v, torch.Tensor)]
+    return out
+
+
+def nbytes(ts): return sum(t.numel() * t.element_size() for t in ts)
+
+
+@dataclass
+class Peak:
+    "Simulated peak of one stage and its parts (bytes), and the step time."
+    stage: str
+    flags: str
+    peak: int                 # everything live at the worst moment, eager
+    params: int = 0
+    grads: int = 0
+    optim_state: int = 0
+    kv_cache: int = 0
+    activations: int = 0      # saved by the forward for the backward (eager), 0 for inference stages
+    step_s: float = 0.0
+    step_what: str = ""
+    notes: list = field(default_factory=list)
+
+    @property
+    def compiled(self): return self.peak - (1 - COMPILE_ACTIVATION_FACTOR) * self.activations
+
+    def need_gb(self, compiled=False):
+        "GB per rank on the device: simulated peak + fragmentation + CUDA runtime."
+        p = self.compiled if compiled else self.peak
+        return p * (1 + FRAGMENTATION) / GB + RUNTIME_GB
+
+    def headroom(self, compiled=False): return 1 - self.need_gb(compiled) / CAPACITY_GB
+
+
+def _train_step_time(model, tokens_per_rank):
+    return model.estimate_flops() * tokens_per_rank / (MFU * PEAK_FLOPS)
+
+
+def simulate_train(stage, depth, B, T, world, grad_accum, loss_reduction="mean", flags="", vocab=None):
+    """Two optimizer steps of `scripts.base_train`'s `train_step` (micro-steps: forward + chunked loss + backward,
+    the global grad norm, AdamW + Muon at `world` ranks, zero_grad); the peak of the second (optimizer state exists).
+    Micro-steps 2..n of a step hold the same memory, so at most 2 are simulated."""
+    from nanochat.pretrain import train_step
+    micro, V = min(grad_accum, 2), vocab or VOCAB
+    with simulated(world):
+        model = build_model(depth, T, V)
+        optimizers = setup_optimizers(model)
+        for group in optimizers[1].param_groups: group["ns_dtype"] = torch.bfloat16
+        x = torch.randint(0, V, (B, T)); y = torch.randint(0, V, (B, T))
+        class Loss(torch.nn.Module):   # pretraining / midtraining: the mean loss; sft / rl: sums over tokens
+            def __init__(s): super().__init__(); s.m = model
+            def forward(s, x, y): return s.m(x, y, loss_reduction=loss_reduction)
+        with LiveBytes() as lb:
+            lb.track(model_tensors(model))
+            acts = 0
+            for step in range(2):
+                if step == 1:
+                    lb.track(model_tensors(model, optimizers)); lb.reset_peak()
+                    before = lb.now()
+                    with torch.autocast("cpu", dtype=torch.bfloat16):   # the saved activations of one micro-step
+                        loss = Loss()(x, y)
+                    acts = lb.now() - before
+                    loss.backward(); del loss
+                    model.zero_grad(set_to_none=True)
+                    lb.reset_peak()
+                train_step(Loss(), optimizers, ((x, y) for _ in range(micro)), micro, step, 100,
+                           autocast=torch.autocast("cpu", dtype=torch.bfloat16))
+            peak = lb.peak
+        params = nbytes(model.parameters())
+        state = nbytes([v for opt in optimizers for st in opt.state.values() for v in st.values() if isinstance(v, torch.Tensor)])
+        tokens = B * T * grad_accum
+        return Peak(stage, flags, peak, params=params, grads=params, optim_state=state, activations=acts,
+                    step_s=_train_step_time(model, tokens), step_what=f"optimizer step, {tokens:,} tok/rank")
+
+
+def simulate_forward(stage, depth, B, T, mode="loss", flags="", step_what="forward"):
+    """One no-grad forward of (B, T) tokens. mode: 'loss' (the chunked loss per token: bpb), 'logits' (all (B, T, V)
+    logits: CORE's `score_sequences`), 'last' (chat_eval's `last_position_logits`: the head sees one position per row)."""
+    from nanochat.chat_eval import last_position_logits
+    with simulated():
+        model = build_model(depth, T)
+        x = torch.randint(0, VOCAB, (B, T))
+        with LiveBytes() as lb, torch.no_grad():
+            lb.track(model_tensors(model))
+            if mode == "loss": out = model(x, x, loss_reduction="none")
+            elif mode == "logits": out = model(x)
+            else: out = last_position_logits(model, x, [T - 1] * B)
+            del out
+            peak = lb.peak
+        t = model.estimate_flops() / 3 * B * T / (MFU * PEAK_FLOPS)
+        return Peak(stage, flags, peak, params=nbytes(model.parameters()), step_s=t, step_what=f"{step_what}, {B}x{T} tokens")
+
+
+def _decode_time(param_bytes, cache_bytes): return (param_bytes + cache_bytes) / (HBM_EFFICIENCY * HBM_BW)
+
+
+def simulate_generate(stage, depth, T, rows, prompt, capacity, flags="", cache_rows=None, prefill_rows=1):
+    """KV-cache generation as the Engine runs it: the prompt prefilled (`prefill_rows` rows), a cache of `rows` rows and
+    `capacity` positions (bf16 under autocast), then one decode step of every row at the last position."""
+    with simulated():
+        model = build_model(depth, T)
+        c = model.config
+        with LiveBytes() as lb, torch.inference_mode():
+            lb.track(model_tensors(model))
+            cache = KVCache(rows, c.n_kv_head, capacity, c.head_dim, c.n_layer)
+            if prefill_rows != rows:   # the Engine prefills one row, then copies it into a cache of `rows` rows
+                pc = KVCache(prefill_rows, c.n_kv_head, prompt, c.head_dim, c.n_layer)
+                model(torch.randint(0, VOCAB, (prefill_rows, prompt)), kv_cache=pc)
+                cache.kv = torch.empty((c.n_layer, 2, rows, c.n_kv_head, capacity, c.head_dim), dtype=pc.kv.dtype)
+                cache.kv[:, :, :, :, :prompt] = pc.kv[:, :, :1]
+                cache.pos = prompt; del pc
+            else:
+                model(torch.randint(0, VOCAB, (rows, prompt)), kv_cache=cache)
+            cache.pos = capacity - 1
+            model(torch.randint(0, VOCAB, (rows, 1)), kv_cache=cache)
+            peak, kv = lb.peak, cache.kv.numel() * cache.kv.element_size()
+        params = nbytes(model.parameters())
+        return Peak(stage, flags, peak, params=params, kv_cache=kv, step_s=_decode_time(params, kv),
+                    step_what=f"decode step, {rows} rows x {capacity} positions")
+
+
+def simulate_serve(stage, depth, T, max_batch, context, flags=""):
+    """chat_web: the Scheduler's SlotCache (max_batch slots x context positions, bf16), one prompt of `context` tokens
+    prefilled through a batch-1 KVCache (as `Scheduler` admits a request), then a decode forward of every slot."""
+    from nanochat.serve import SlotCache
+    with simulated():
+        model = build_model(depth, T)
+        c = model.config
+        with LiveBytes() as lb, torch.inference_mode():
+            lb.track(model_tensors(model))
+            slots = SlotCache(c, max_batch, context)
+            pc = KVCache(1, c.n_kv_head, context, c.head_dim, c.n_layer)
+            model(torch.randint(0, VOCAB, (1, context)), kv_cache=pc)
+            pc.pos = context // 2   # load() copies the prompt's positions; the cache tensor is allocated on the first
+            slots.load(0, pc); del pc
+            big = KVCache(max_batch, c.n_kv_head, context, c.head_dim, c.n_layer)   # a decode forward of every slot:
+            big.kv, big.pos = slots.kv.view(c.n_layer, 2, max_batch, c.n_kv_head, context, c.head_dim), context - 1
+            model(torch.randint(0, VOCAB, (max_batch, 1)), kv_cache=big)           # reads the whole SlotCache
+            peak, kv = lb.peak, slots.kv.numel() * slots.kv.element_size()
+        params = nbytes(model.parameters())
+        return Peak(stage, flags, peak, params=params, kv_cache=kv, step_s=_decode_time(params, kv),
+                    step_what=f"decode step, {max_batch} users x {context} positions")
+
+
+def measure_compile_factor(n_embd=1280, n_layer=2, T=2048, vocab=4096):
+    """(eager, compiled) bytes of the activations one forward saves for the backward, on real CPU tensors at d20's
+    width: torch.compile through AOTAutograd with inductor's decompositions and its min-cut partitioner (which picks
+    what the forward saves), the graphs then run as plain aten ops. Counted with saved-tensor hooks (unique storages,
+    parameters excluded). ~45 s on one CPU core."""
+    import functools
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._functorch.partitioners import min_cut_rematerialization_partition
+    from torch._inductor.decomposition import select_decomp_table
+    torch.manual_seed(0)
+    cfg = GPTConfig(sequence_len=T, vocab_size=vocab, n_layer=n_layer, n_head=n_embd // 128, n_kv_head=n_embd // 128, n_embd=n_embd)
+    model = GPT(cfg); model.init_weights()
+    model.transformer.wte.weight = torch.nn.Parameter(model.transformer.wte.weight.detach().bfloat16())
+    boxed = lambda gm, ex: torch._functorch.aot_autograd.make_boxed_func(gm)
+    backend = aot_autograd(fw_compiler=boxed, bw_compiler=boxed, decompositions=select_decomp_table(),
+                           partition_fn=functools.partial(min_cut_rematerialization_partition, compiler="inductor"))
+    compiled = torch.compile(model, backend=backend, dynamic=False)
+    x = torch.randint(0, vocab, (1, T))
+    own = {t.untyped_storage()._cdata for t in list(model.parameters()) + list(model.buffers())}
+    def saved(m):
+        seen = {}
+        def pack(t):
+            st = t.untyped_storage()
+            if st._cdata not in own: seen[st._cdata] = st.nbytes()
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = m(x, x)
+        loss.backward(); model.zero_grad(set_to_none=True)
+        return sum(seen.values())
+    saved(compiled)   # compile first
+    return saved(model), saved(compiled)
+
+
+# ------------------------------------------------------------------------------------------- the scripts' flags
+ARRAYS = ("TOK", "BASE", "LOSS", "CORE", "MID", "SFT", "RL", "EVAL")
+
+def script_flags(script, depth=None, device_batch_size=None):
+    """The real run's flags of every stage, read from scripts/speedrun.sh (and the sizing run1000.sh passes it):
+    {array name: [flags]} plus DEPTH and DEVICE_BATCH_SIZE. Only the lines before the dry-run block are read."""
+    if script not in ("speedrun", "run1000"): raise ValueError(f"script must be speedrun or run1000, got {script!r}")
+    text = open(os.path.join(REPO, "scripts", "speedrun.sh")).read()
+    env = {k: v for k, v in re.findall(r"^(\w+)=\$\{\w+:-([^}]*)\}", text, re.M)}   # DEPTH=${DEPTH:-20} ...
+    if script == "run1000":
+        line = next(l for l in open(os.path.join(REPO, "scripts", "run1000.sh")) if "exec bash scripts/speedrun.sh" in l)
+        env.update(re.findall(r"(\w+)=(\S+)", line.split("exec")[0]))
+    if depth is not None: env["DEPTH"] = str(depth)
+    if device_batch_size is not None: env["DEVICE_BATCH_SIZE"] = str(device_batch_size)
+    env["TAG"] = f"d{env['DEPTH']}"
+    real = text.split('if [ "$DRY_RUN" = 1 ]')[0]
+    out = {"DEPTH": int(env["DEPTH"]), "DEVICE_BATCH_SIZE": int(env["DEVICE_BATCH_SIZE"])}
+    for name in ARRAYS:
+        m = re.search(rf"^{name}=\(([^)]*)\)", real, re.M)
+        if m is None: raise ValueError(f"scripts/speedrun.sh has no {name}=(...) line: the budget cannot read its flags")
+        body = re.sub(r"\$\{?WANDB_\w+\}?", "", m.group(1))
+        body = re.sub(r"\$\{?(\w+)\}?", lambda v: env.get(v.group(1), ""), body)
+        out[name] = shlex.split(body)
+    return out
+
+
+def stage_settings(flags, world=8, max_seq_len=None, web_users=None):
+    "Each stage's shapes, from the real argument parsers applied to the script's flags."
+    from nanochat import pretrain, evaluate, midtrain, sft, rl, chat_eval, serve
+    base = pretrain.parse_args(flags["BASE"])
+    T = max_seq_len or base.max_seq_len
+    loss_p = argparse.ArgumentParser(add_help=False)   # base_loss's own parser is built inside loss_main
+    loss_p.add_argument("--device-batch-size", "--device_batch_size", type=int, default=32)
+    loss, _ = loss_p.parse_known_args(flags["LOSS"])
+    core = evaluate.get_parser().parse_args(flags["CORE"])
+    mid = midtrain.get_parser().parse_args(flags["MID"])
+    sf = sft.get_parser().parse_args(flags["SFT"])
+    r = rl.get_parser().parse_args(flags["RL"])
+    ev = chat_eval.get_parser().parse_args(["-i", "sft"] + flags["EVAL"])
+    web = serve.build_parser().parse_args([])
+    vocab = int(next((f.split("=")[1] for f in flags["TOK"] if f.startswith("--vocab-size=")), VOCAB))
+    def accum(total, B, T_): return max(1, total // (B * T_ * world))
+    return dict(depth=base.depth, T=T, vocab=vocab, world=world,
+                base=dict(B=base.device_batch_size, accum=accum(base.total_batch_size, base.device_batch_size, T)),
+                loss=dict(B=loss.device_batch_size), core=dict(tokens=min(core.batch_size, 32768 // T) * T),
+                mid=dict(B=mid.device_batch_size, T=mid.max_seq_len or T, accum=accum(mid.total_batch_size, mid.device_batch_size, mid.max_seq_len or T)),
+                eval=dict(B=ev.batch_size, new=ev.max_new_tokens, samples=ev.num_samples),
+                sft=dict(B=sf.device_batch_size, T=sf.max_seq_len or T, accum=max(1, sf.target_examples_per_step // (sf.device_batch_size * world))),
+                rl=dict(B=r.device_batch_size, samples=r.num_samples, new=r.max_new_tokens),
+                web=dict(users=web_users or web.max_batch, context=web.context or T))
+
+
+RL_PROMPT = 512   # assumption: a GSM8K question rendered as a chat prompt is < 512 tokens
+
+def budget(s, log=lambda *a: None):
+    "Simulate every stage at the settings `s` (from `stage_settings`). -> list of Peak."
+    global VOCAB
+    d, T, w, VOCAB = s["depth"], s["T"], s["world"], s["vocab"]
+    rows = []
+    def add(p): rows.append(p); log(f"  {p.stage}: {p.peak / GB:.1f} GB simulated")
+    b = s["base"]
+    add(simulate_train("base_train", d, b["B"], T, w, b["accum"], flags=f"--depth={d} --device-batch-size={b['B']} T={T} x{b['accum']} micro-steps"))
+    add(simulate_forward("base_loss", d, s["loss"]["B"], T, "loss", f"--device-batch-size={s['loss']['B']}", "bpb forward"))
+    n = s["core"]["tokens"] // T
+    add(simulate_forward("base_eval (CORE)", d, n, T, "logits", f"{n} seqs x {T} (32,768-token cap)", "CORE forward, full logits"))
+    m = s["mid"]
+    add(simulate_train("mid_train", d, m["B"], m["T"], w, m["accum"], flags=f"--device-batch-size={m['B']} T={m['T']} x{m['accum']}"))
+    e = s["eval"]
+    cat = simulate_forward("chat_eval (categorical)", d, e["B"], T, "last", f"-b {e['B']}, prompts <= {T}", "forward")
+    add(cat)
+    add(simulate_generate("chat_eval (generative)", d, T, e["samples"], T - e["new"], T, f"-n {e['samples']}, prompt + {e['new']} <= {T}"))
+    f = s["sft"]
+    add(simulate_train("chat_sft", d, f["B"], f["T"], w, f["accum"], "sum", f"--device-batch-size={f['B']}, rows padded to {f['T']}"))
+    r = s["rl"]; L = min(RL_PROMPT + r["new"], T)
+    upd = simulate_train("chat_rl update", d, r["B"], L, w, 2, "sum", f"--device-batch-size={r['B']}, rows <= {L}")
+    roll = simulate_generate("chat_rl rollouts", d, T, r["B"], RL_PROMPT, L, f"{r['B']} of {r['samples']} samples, {RL_PROMPT} + {r['new']} tok")
+    roll.peak += upd.optim_state; roll.optim_state = upd.optim_state   # the optimizer state stays resident while sampling
+    add(roll); add(upd)
+    wb = s["web"]
+    add(simulate_serve("chat_web", d, T, wb["users"], wb["context"], f"--max-batch={wb['users']} users, {wb['context']} positions"))
+    return rows
+
+
+COMPILED = {"base_train", "mid_train"}   # torch.compile'd on CUDA by default; the others run eager
+
+def verdicts(rows):
+    "(stage, need GB, headroom, message or None) per row: the figure that applies (compiled where the stage compiles)."
+    out = []
+    for p in rows:
+        need, head = p.need_gb(p.stage in COMPILED), p.headroom(p.stage in COMPILED)
+        msg = None
+        if need > CAPACITY_GB:
+            msg = f"stage {p.stage} overflows {CAPACITY_GB:.0f} GB by {need - CAPACITY_GB:.1f} GB at flags {p.flags}"
+        elif head < MIN_HEADROOM:
+            msg = f"stage {p.stage} fits but leaves only {100 * head:.0f}% headroom (< {100 * MIN_HEADROOM:.0f}%) at flags {p.flags}"
+        out.append((p, need, head, msg))
+    return out
+
+
+def print_table(rows, title):
+    print(f"\n{title}")
+    print(f"{'stage':<24} {'GB/rank':>8} {'compiled':>8} {'headroom':>8} {'params':>7} {'grads':>6} {'optim':>6} {'acts':>6} "
+          f"{'KV':>6}  {'step time':>10}  flags")
+    for p, need, head, msg in verdicts(rows):
+        comp = f"{p.need_gb(True):8.1f}" if p.activations else f"{'-':>8}"
+        mark = " <- OVERFLOW" if need > CAPACITY_GB else (" <- < 10%" if head < MIN_HEADROOM else "")
+        print(f"{p.stage:<24} {p.need_gb():8.1f} {comp} {100 * head:7.0f}% {p.params / GB:7.2f} {p.grads / GB:6.2f} "
+              f"{p.optim_state / GB:6.2f} {p.activations / GB:6.1f} {p.kv_cache / GB:6.2f}  {_fmt_s(p.step_s):>10}  "
+              f"{p.flags} ({p.step_what}){mark}")
+
+
+def _fmt_s(s): return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def suggest_batch(s, stage_key, sim):
+    "The largest device batch (halving) at which `sim(B)` fits with the minimum headroom, or None."
+    B = s[stage_key]["B"]
+    while B > 1:
+        B //= 2
+        if sim(B): return B
+    return None
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m bench.bench_gpu_budget", description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--script", choices=["speedrun", "run1000"], action="append", help="default: both")
+    ap.add_argument("--check", action="store_true", help="exit 1 if a stage overflows 80 GB or keeps < 10%% headroom")
+    ap.add_argument("--depth", type=int, help="override the script's DEPTH")
+    ap.add_argument("--device-batch-size", "--device_batch_size", type=int, help="override the script's DEVICE_BATCH_SIZE")
+    ap.add_argument("--max-seq-len", "--max_seq_len", type=int, help="override the context length T")
+    ap.add_argument("--world", type=int, default=8, help="ranks (GPUs) the optimizer state is sharded over")
+    ap.add_argument("--web-users", type=int, help="chat_web: concurrent users decoded together (default: its --max-batch)")
+    ap.add_argument("--bench-train", action="store_true", help="predict bench.bench_train's step instead (gpu_check.sh)")
+    ap.add_argument("--batch-size", type=int, default=32, help="--bench-train: rows per step")
+    ap.add_argument("--vocab", type=int, default=VOCAB, help="--bench-train: vocabulary size")
+    ap.add_argument("--measure-compile", action="store_true", help="measure the compiled/eager activation ratio (~45 s)")
+    args = ap.parse_args(argv)
+    for name in ("depth", "device_batch_size", "max_seq_len", "world", "web_users", "batch_size", "vocab"):
+        v = getattr(args, name)
+        if v is not None and v < 1: ap.error(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+    if args.depth is not None:
+        try: GPTConfig.from_depth(args.depth, 256)
+        except ValueError as e: ap.error(str(e))
+    if args.measure_compile:
+        e, c = measure_compile_factor()
+        print(f"saved activations, 2 layers of width 1280, T=2048: eager {e / 1e6:.1f} MB, compiled {c / 1e6:.1f} MB: "
+              f"factor {c / e:.3f} (COMPILE_ACTIVATION_FACTOR = {COMPILE_ACTIVATION_FACTOR})")
+        return 0
+    if args.bench_train:   # one GPU, unsharded optimizers, one micro-step, compiled (bench_train --modes compile)
+        d = args.depth or 20
+        p = simulate_train("bench_train", d, args.batch_size, args.max_seq_len or 2048, args.world, 1, vocab=args.vocab)
+        tok_s = MFU * PEAK_FLOPS / (p.step_s * MFU * PEAK_FLOPS / (args.batch_size * (args.max_seq_len or 2048)))
+        print(f"predicted d{d} B={args.batch_size}: {p.compiled / GB:.1f} GB allocated compiled ({p.peak / GB:.1f} GB eager), "
+              f"{args.batch_size * (args.max_seq_len or 2048) / p.step_s:,.0f} tok/s at {100 * MFU:.0f}% MFU of {PEAK_FLOPS / 1e12:.0f} TFLOP/s")
+        return 0
+    failures = []
+    for script in args.script or ["speedrun", "run1000"]:
+        try:
+            flags = script_flags(script, args.depth, args.device_batch_size)
+            s = stage_settings(flags, args.world, args.max_seq_len, args.web_users)
+        except (ValueError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr); return 2
+        t0 = time.time()
+        rows = budget(s)
+        print_table(rows, f"{script}.sh: d{s['depth']}, T={s['T']}, vocab {s['vocab']:,}, {s['world']} ranks; GB per rank on an "
+                    f"{CAPACITY_GB:.0f} GB H100 (simulated peak +{100 * FRAGMENTATION:.0f}% fragmentation +{RUNTIME_GB} GB CUDA "
+                    f"runtime); step time at {100 * MFU:.0f}% MFU ({time.time() - t0:.0f} s to simulate)")
+        for p, need, head, msg in verdicts(rows):
+            if msg is None: continue
+            failures.append(msg)
+            if p.stage in ("base_train", "mid_train"):
+                key = "base" if p.stage == "base_train" else "mid"
+                def fits(B, p=p, key=key):
+                    q = simulate_train(p.stage, s["depth"], B, s["T"], s["world"], max(1, s[key]["accum"] * s[key]["B"] // B))
+                    return q.headroom(True) >= MIN_HEADROOM
+                B = suggest_batch(s, key, fits)
+                failures[-1] += f"; --device-batch-size={B} fits with >= {100 * MIN_HEADROOM:.0f}% headroom" if B else "; no device batch fits"
+            print(("error: " if need > CAPACITY_GB else "warning: ") + failures[-1])
+    if args.check and failures: return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
