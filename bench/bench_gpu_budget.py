@@ -108,15 +108,16 @@ class FakeDist:
 
 
 @contextmanager
-def simulated(world=8):
+def simulated(world=8, fake=True):
     """Fake tensors on the CPU with bf16 autocast, `world` ranks for the optimizers, and GPT.forward's token-id range
     check skipped (it reads data, which fake tensors do not have: it is skipped under torch.compile on CUDA too)."""
     real_is_compiling, real_dist = torch.compiler.is_compiling, optim.dist
     def is_compiling():
         return sys._getframe(1).f_globals.get("__name__") == "nanochat.gpt" or real_is_compiling()
-    torch.compiler.is_compiling, optim.dist = is_compiling, FakeDist(world)
+    if fake: torch.compiler.is_compiling = is_compiling
+    optim.dist = FakeDist(world)
     try:
-        with FakeTensorMode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with FakeTensorMode() if fake else nullcontext(), torch.autocast("cpu", dtype=torch.bfloat16):
             yield
     finally:
         torch.compiler.is_compiling, optim.dist = real_is_compiling, real_dist
@@ -129,6 +130,27 @@ def build_model(depth, seq_len, vocab=VOCAB, cuda_dtypes=True):
         wte = model.transformer.wte
         wte.weight = torch.nn.Parameter(wte.weight.detach().to(torch.bfloat16))
     return model
+
+
+class CPUAllocatorPeak:
+    """The real peak of the CPU allocator over a `with` block, from torch.profiler's memory events: c10's CPU allocator
+    reports every allocation and free (size and time) to the profiler when profile_memory=True, so the running sum
+    of those events is the allocator's live-bytes curve; `peak` is its maximum above the level at entry. Sound where
+    tracemalloc (Python objects only) and RSS (pages, the Python heap, noise) are not. Measured after the block."""
+    def __enter__(self):
+        self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True)
+        self.prof.__enter__(); return self
+
+    def __exit__(self, *exc):
+        self.prof.__exit__(*exc)
+        def walk(evs):
+            for e in evs: yield e; yield from walk(e.children)
+        allocs = sorted((e for e in walk(self.prof.profiler.kineto_results.experimental_event_tree())
+                         if e.tag == torch._C._profiler._EventType.Allocation and e.extra_fields.device.type == "cpu"),
+                        key=lambda e: e.start_time_ns)
+        live = self.peak = 0
+        for e in allocs:
+            live += e.extra_fields.alloc_size; self.peak = max(self.peak, live)
 
 
 def model_tensors(model, optimizers=()):
@@ -152,6 +174,7 @@ class Peak:
     optim_state: int = 0
     kv_cache: int = 0
     activations: int = 0      # saved by the forward for the backward (eager), 0 for inference stages
+    start: int = 0            # live at the start of the measured step (parameters, optimizer state, ...)
     step_s: float = 0.0
     step_what: str = ""
     notes: list = field(default_factory=list)
@@ -171,40 +194,39 @@ def _train_step_time(model, tokens_per_rank):
     return model.estimate_flops() * tokens_per_rank / (MFU * PEAK_FLOPS)
 
 
-def simulate_train(stage, depth, B, T, world, grad_accum, loss_reduction="mean", flags="", vocab=None):
+def simulate_train(stage, depth, B, T, world, grad_accum, loss_reduction="mean", flags="", vocab=None, fake=True,
+                   around_step=nullcontext):
     """Two optimizer steps of `scripts.base_train`'s `train_step` (micro-steps: forward + chunked loss + backward,
-    the global grad norm, AdamW + Muon at `world` ranks, zero_grad); the peak of the second (optimizer state exists).
-    Micro-steps 2..n of a step hold the same memory, so at most 2 are simulated."""
+    the global grad norm, AdamW + Muon at `world` ranks, zero_grad); the peak of the second, when the optimizer state
+    exists. Micro-steps 2..n of a step hold the same memory, so at most 2 are simulated. `fake=False` runs the same on
+    real CPU tensors (tests); `around_step()` is entered around the measured step (e.g. a profiler)."""
     from nanochat.pretrain import train_step
     micro, V = min(grad_accum, 2), vocab or VOCAB
-    with simulated(world):
+    with simulated(world, fake):
         model = build_model(depth, T, V)
         optimizers = setup_optimizers(model)
         for group in optimizers[1].param_groups: group["ns_dtype"] = torch.bfloat16
         x = torch.randint(0, V, (B, T)); y = torch.randint(0, V, (B, T))
+        fwd = []
         class Loss(torch.nn.Module):   # pretraining / midtraining: the mean loss; sft / rl: sums over tokens
             def __init__(s): super().__init__(); s.m = model
-            def forward(s, x, y): return s.m(x, y, loss_reduction=loss_reduction)
+            def forward(s, x, y):
+                before = lb.now(); loss = s.m(x, y, loss_reduction=loss_reduction)
+                fwd.append(lb.now() - before)   # what the forward leaves for the backward: the saved activations
+                return loss
         with LiveBytes() as lb:
             lb.track(model_tensors(model))
-            acts = 0
-            for step in range(2):
-                if step == 1:
-                    lb.track(model_tensors(model, optimizers)); lb.reset_peak()
-                    before = lb.now()
-                    with torch.autocast("cpu", dtype=torch.bfloat16):   # the saved activations of one micro-step
-                        loss = Loss()(x, y)
-                    acts = lb.now() - before
-                    loss.backward(); del loss
-                    model.zero_grad(set_to_none=True)
-                    lb.reset_peak()
-                train_step(Loss(), optimizers, ((x, y) for _ in range(micro)), micro, step, 100,
-                           autocast=torch.autocast("cpu", dtype=torch.bfloat16))
+            autocast = torch.autocast("cpu", dtype=torch.bfloat16)
+            train_step(Loss(), optimizers, ((x, y) for _ in range(1)), 1, 0, 100, autocast=autocast)
+            lb.track(model_tensors(model, optimizers)); fwd.clear()
+            start = lb.now(); lb.reset_peak()
+            with around_step():
+                train_step(Loss(), optimizers, ((x, y) for _ in range(micro)), micro, 1, 100, autocast=autocast)
             peak = lb.peak
         params = nbytes(model.parameters())
         state = nbytes([v for opt in optimizers for st in opt.state.values() for v in st.values() if isinstance(v, torch.Tensor)])
         tokens = B * T * grad_accum
-        return Peak(stage, flags, peak, params=params, grads=params, optim_state=state, activations=acts,
+        return Peak(stage, flags, peak, params=params, grads=params, optim_state=state, activations=fwd[0], start=start,
                     step_s=_train_step_time(model, tokens), step_what=f"optimizer step, {tokens:,} tok/rank")
 
 
@@ -364,32 +386,45 @@ def stage_settings(flags, world=8, max_seq_len=None, web_users=None):
 
 RL_PROMPT = 512   # assumption: a GSM8K question rendered as a chat prompt is < 512 tokens
 
-def budget(s, log=lambda *a: None):
-    "Simulate every stage at the settings `s` (from `stage_settings`). -> list of Peak."
+STAGES = ("base_train", "base_loss", "base_eval", "mid_train", "chat_eval", "chat_sft", "chat_rl", "chat_web")
+
+def budget(s, stages=STAGES):
+    "Simulate the named stages (default: all) at the settings `s` (from `stage_settings`). -> list of Peak."
     global VOCAB
     d, T, w, VOCAB = s["depth"], s["T"], s["world"], s["vocab"]
+    bad = [x for x in stages if x not in STAGES]
+    if bad: raise ValueError(f"unknown stage(s) {bad}: choose from {', '.join(STAGES)}")
     rows = []
-    def add(p): rows.append(p); log(f"  {p.stage}: {p.peak / GB:.1f} GB simulated")
-    b = s["base"]
-    add(simulate_train("base_train", d, b["B"], T, w, b["accum"], flags=f"--depth={d} --device-batch-size={b['B']} T={T} x{b['accum']} micro-steps"))
-    add(simulate_forward("base_loss", d, s["loss"]["B"], T, "loss", f"--device-batch-size={s['loss']['B']}", "bpb forward"))
-    n = s["core"]["tokens"] // T
-    add(simulate_forward("base_eval (CORE)", d, n, T, "logits", f"{n} seqs x {T} (32,768-token cap)", "CORE forward, full logits"))
-    m = s["mid"]
-    add(simulate_train("mid_train", d, m["B"], m["T"], w, m["accum"], flags=f"--device-batch-size={m['B']} T={m['T']} x{m['accum']}"))
-    e = s["eval"]
-    cat = simulate_forward("chat_eval (categorical)", d, e["B"], T, "last", f"-b {e['B']}, prompts <= {T}", "forward")
-    add(cat)
-    add(simulate_generate("chat_eval (generative)", d, T, e["samples"], T - e["new"], T, f"-n {e['samples']}, prompt + {e['new']} <= {T}"))
-    f = s["sft"]
-    add(simulate_train("chat_sft", d, f["B"], f["T"], w, f["accum"], "sum", f"--device-batch-size={f['B']}, rows padded to {f['T']}"))
-    r = s["rl"]; L = min(RL_PROMPT + r["new"], T)
-    upd = simulate_train("chat_rl update", d, r["B"], L, w, 2, "sum", f"--device-batch-size={r['B']}, rows <= {L}")
-    roll = simulate_generate("chat_rl rollouts", d, T, r["B"], RL_PROMPT, L, f"{r['B']} of {r['samples']} samples, {RL_PROMPT} + {r['new']} tok")
-    roll.peak += upd.optim_state; roll.optim_state = upd.optim_state   # the optimizer state stays resident while sampling
-    add(roll); add(upd)
-    wb = s["web"]
-    add(simulate_serve("chat_web", d, T, wb["users"], wb["context"], f"--max-batch={wb['users']} users, {wb['context']} positions"))
+    if "base_train" in stages:
+        b = s["base"]
+        rows.append(simulate_train("base_train", d, b["B"], T, w, b["accum"],
+                                   flags=f"--depth={d} --device-batch-size={b['B']} T={T} x{b['accum']} micro-steps"))
+    if "base_loss" in stages:
+        rows.append(simulate_forward("base_loss", d, s["loss"]["B"], T, "loss", f"--device-batch-size={s['loss']['B']}", "bpb forward"))
+    if "base_eval" in stages:
+        n = s["core"]["tokens"] // T
+        rows.append(simulate_forward("base_eval (CORE)", d, n, T, "logits", f"{n} seqs x {T} (32,768-token cap)",
+                                     "CORE forward, full logits"))
+    if "mid_train" in stages:
+        m = s["mid"]
+        rows.append(simulate_train("mid_train", d, m["B"], m["T"], w, m["accum"], flags=f"--device-batch-size={m['B']} T={m['T']} x{m['accum']}"))
+    if "chat_eval" in stages:
+        e = s["eval"]
+        rows.append(simulate_forward("chat_eval (categorical)", d, e["B"], T, "last", f"-b {e['B']}, prompts <= {T}", "forward"))
+        rows.append(simulate_generate("chat_eval (generative)", d, T, e["samples"], T - e["new"], T,
+                                      f"-n {e['samples']}, prompt + {e['new']} <= {T}"))
+    if "chat_sft" in stages:
+        f = s["sft"]
+        rows.append(simulate_train("chat_sft", d, f["B"], f["T"], w, f["accum"], "sum", f"--device-batch-size={f['B']}, rows padded to {f['T']}"))
+    if "chat_rl" in stages:
+        r = s["rl"]; L = min(RL_PROMPT + r["new"], T)
+        upd = simulate_train("chat_rl update", d, r["B"], L, w, 2, "sum", f"--device-batch-size={r['B']}, rows <= {L}")
+        roll = simulate_generate("chat_rl rollouts", d, T, r["B"], RL_PROMPT, L, f"{r['B']} of {r['samples']} samples, {RL_PROMPT} + {r['new']} tok")
+        roll.peak += upd.optim_state; roll.optim_state = upd.optim_state   # the optimizer state stays resident while sampling
+        rows += [roll, upd]
+    if "chat_web" in stages:
+        wb = s["web"]
+        rows.append(simulate_serve("chat_web", d, T, wb["users"], wb["context"], f"--max-batch={wb['users']} users, {wb['context']} positions"))
     return rows
 
 
@@ -424,13 +459,52 @@ def print_table(rows, title):
 def _fmt_s(s): return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
 
 
-def suggest_batch(s, stage_key, sim):
-    "The largest device batch (halving) at which `sim(B)` fits with the minimum headroom, or None."
-    B = s[stage_key]["B"]
+def fitting_batch(p, compiled):
+    """The largest device batch (halving the current one, read from the flags) at which training stage `p` keeps the
+    minimum headroom, extrapolating linearly in the batch: what is not parameters, gradients or optimizer state
+    (activations, the loss, their gradients) scales with the rows per forward. None if not a training stage."""
+    m = re.search(r"--device-batch-size=(\d+)", p.flags)
+    if not p.activations or not m: return None
+    B, static = int(m.group(1)), p.params + p.grads + p.optim_state
+    peak = p.compiled if compiled else p.peak
     while B > 1:
         B //= 2
-        if sim(B): return B
+        dyn = (peak - static) * B / int(m.group(1))
+        if ((static + dyn) * (1 + FRAGMENTATION) / GB + RUNTIME_GB) <= (1 - MIN_HEADROOM) * CAPACITY_GB: return B
     return None
+
+
+def full_optimizer_state(model):
+    "Bytes of the whole optimizer state, unsharded: AdamW's m and v for wte (bf16) and lm_head (fp32), Muon's fp32 momentum."
+    wte, head = model.transformer.wte.weight.numel(), model.lm_head.weight.numel()
+    return 2 * 2 * wte + 2 * 4 * head + 4 * sum(p.numel() for p in model.transformer.h.parameters())
+
+
+def fsdp2_rows(depth, B, T=2048, ranks=(8, 16), total_batch=524288):
+    """Per-rank memory of a training step under ZeRO-2 (this course's optimizers) and under FSDP2 (fully_shard per Block
+    and at the root), from ONE simulated ZeRO-2 step at 8 ranks, re-accounted: parameters, gradients and optimizer
+    state divided by the ranks; FSDP2 adds the bf16 parameters of two gathered blocks (the one computing, the one
+    prefetched), the gathered lm_head, and one block's unsharded fp32 gradients before their reduce-scatter.
+    Activations as simulated (eager; compiled x COMPILE_ACTIVATION_FACTOR). -> list of dicts."""
+    p = simulate_train(f"d{depth}", depth, B, T, 8, 2)
+    with FakeTensorMode():
+        model = build_model(depth, T)
+    full, block = full_optimizer_state(model), nbytes(model.transformer.h[0].parameters())
+    dyn = p.compiled - (p.params + p.grads + p.optim_state)   # activations and transients of the compiled step
+    out = []
+    for n in ranks:
+        zero2 = p.params + p.grads + full / n + dyn
+        # FSDP2 with MixedPrecisionPolicy(param_dtype=bf16): no autocast cache of bf16 weight copies (the simulated
+        # eager step holds one of every block matrix and lm_head until the backward), gathered blocks instead
+        casts = (nbytes(model.transformer.h.parameters()) + nbytes(model.lm_head.parameters())) // 2
+        gathered = 2 * block // 2 + model.lm_head.weight.numel() * 2 + block   # 2 bf16 blocks, bf16 lm_head, fp32 grads
+        fsdp = (p.params + p.grads + full) / n + gathered + dyn - casts
+        for name, b in (("ZeRO-2", zero2), ("FSDP2", fsdp)):
+            need = b * (1 + FRAGMENTATION) / GB + RUNTIME_GB
+            out.append(dict(depth=depth, B=B, ranks=n, scheme=name, need_gb=need, headroom=1 - need / CAPACITY_GB,
+                            accum=max(1, total_batch // (B * T * n)), params_gb=p.params / GB, state_full_gb=full / GB,
+                            acts_gb=dyn / GB))
+    return out
 
 
 def main(argv=None):
@@ -442,10 +516,12 @@ def main(argv=None):
     ap.add_argument("--device-batch-size", "--device_batch_size", type=int, help="override the script's DEVICE_BATCH_SIZE")
     ap.add_argument("--max-seq-len", "--max_seq_len", type=int, help="override the context length T")
     ap.add_argument("--world", type=int, default=8, help="ranks (GPUs) the optimizer state is sharded over")
+    ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of the stages")
     ap.add_argument("--web-users", type=int, help="chat_web: concurrent users decoded together (default: its --max-batch)")
     ap.add_argument("--bench-train", action="store_true", help="predict bench.bench_train's step instead (gpu_check.sh)")
     ap.add_argument("--batch-size", type=int, default=32, help="--bench-train: rows per step")
     ap.add_argument("--vocab", type=int, default=VOCAB, help="--bench-train: vocabulary size")
+    ap.add_argument("--fsdp2", action="store_true", help="ZeRO-2 vs FSDP2 per rank at d32 / d40, 8 and 16 ranks")
     ap.add_argument("--measure-compile", action="store_true", help="measure the compiled/eager activation ratio (~45 s)")
     args = ap.parse_args(argv)
     for name in ("depth", "device_batch_size", "max_seq_len", "world", "web_users", "batch_size", "vocab"):
@@ -458,6 +534,15 @@ def main(argv=None):
         e, c = measure_compile_factor()
         print(f"saved activations, 2 layers of width 1280, T=2048: eager {e / 1e6:.1f} MB, compiled {c / 1e6:.1f} MB: "
               f"factor {c / e:.3f} (COMPILE_ACTIVATION_FACTOR = {COMPILE_ACTIVATION_FACTOR})")
+        return 0
+    if args.fsdp2:
+        print(f"{'model':<6} {'B x T':>8} {'ranks':>5} {'accum':>5} {'scheme':<7} {'GB/rank':>8} {'headroom':>8}   "
+              "(compiled; params fp32, optimizer state unsharded = 'state')")
+        for depth, B in ((32, 8), (40, 4), (40, 8)):
+            for r in fsdp2_rows(depth, B):
+                print(f"d{depth:<5} {B:>3} x 2048 {r['ranks']:>5} {r['accum']:>5} {r['scheme']:<7} {r['need_gb']:8.1f} "
+                      f"{100 * r['headroom']:7.0f}%   params {r['params_gb']:.1f} GB, state {r['state_full_gb']:.1f} GB, "
+                      f"activations {r['acts_gb']:.1f} GB")
         return 0
     if args.bench_train:   # one GPU, unsharded optimizers, one micro-step, compiled (bench_train --modes compile)
         d = args.depth or 20
@@ -474,20 +559,16 @@ def main(argv=None):
         except (ValueError, OSError) as e:
             print(f"error: {e}", file=sys.stderr); return 2
         t0 = time.time()
-        rows = budget(s)
+        try: rows = budget(s, [x.strip() for x in args.stages.split(",") if x.strip()])
+        except ValueError as e: print(f"error: {e}", file=sys.stderr); return 2
         print_table(rows, f"{script}.sh: d{s['depth']}, T={s['T']}, vocab {s['vocab']:,}, {s['world']} ranks; GB per rank on an "
                     f"{CAPACITY_GB:.0f} GB H100 (simulated peak +{100 * FRAGMENTATION:.0f}% fragmentation +{RUNTIME_GB} GB CUDA "
                     f"runtime); step time at {100 * MFU:.0f}% MFU ({time.time() - t0:.0f} s to simulate)")
         for p, need, head, msg in verdicts(rows):
             if msg is None: continue
             failures.append(msg)
-            if p.stage in ("base_train", "mid_train"):
-                key = "base" if p.stage == "base_train" else "mid"
-                def fits(B, p=p, key=key):
-                    q = simulate_train(p.stage, s["depth"], B, s["T"], s["world"], max(1, s[key]["accum"] * s[key]["B"] // B))
-                    return q.headroom(True) >= MIN_HEADROOM
-                B = suggest_batch(s, key, fits)
-                failures[-1] += f"; --device-batch-size={B} fits with >= {100 * MIN_HEADROOM:.0f}% headroom" if B else "; no device batch fits"
+            B = fitting_batch(p, p.stage in COMPILED)
+            if B: failures[-1] += f"; --device-batch-size={B} would fit with >= {100 * MIN_HEADROOM:.0f}% headroom (extrapolated)"
             print(("error: " if need > CAPACITY_GB else "warning: ") + failures[-1])
     if args.check and failures: return 1
     return 0
