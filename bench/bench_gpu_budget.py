@@ -547,8 +547,7 @@ def main(argv=None):
     if args.bench_train:   # one GPU, unsharded optimizers, one micro-step, compiled (bench_train --modes compile)
         d = args.depth or 20
         p = simulate_train("bench_train", d, args.batch_size, args.max_seq_len or 2048, args.world, 1, vocab=args.vocab)
-        tok_s = MFU * PEAK_FLOPS / (p.step_s * MFU * PEAK_FLOPS / (args.batch_size * (args.max_seq_len or 2048)))
-        print(f"predicted d{d} B={args.batch_size}: {p.compiled / GB:.1f} GB allocated compiled ({p.peak / GB:.1f} GB eager), "
+        print(f"predicted d{d} B={args.batch_size}: {p.compiled / GB:.3g} GB allocated compiled ({p.peak / GB:.3g} GB eager), "
               f"{args.batch_size * (args.max_seq_len or 2048) / p.step_s:,.0f} tok/s at {100 * MFU:.0f}% MFU of {PEAK_FLOPS / 1e12:.0f} TFLOP/s")
         return 0
     failures = []

@@ -81,8 +81,8 @@ def prediction(name, log):
     if not m: return dict(predicted_gb=pg, predicted_tok_s=pt, text=f"predicted {pg:.1f} GB / measured - (no figure)")
     mt, mg = float(m.group(1).replace(",", "")), float(m.group(2)) * 2**30 / 1e9   # bench_train prints GiB
     return dict(predicted_gb=pg, predicted_eager_gb=pe, measured_gb=mg, predicted_tok_s=pt, measured_tok_s=mt,
-                text=f"predicted {pg:.1f} GB / measured {mg:.1f} GB ({mg / pg:.2f}x); "
-                     f"predicted {pt:,.0f} tok/s / measured {mt:,.0f} tok/s ({mt / pt:.2f}x)")
+                text=f"predicted {pg:.3g} GB / measured {mg:.3g} GB ({mg / max(pg, 1e-9):.2f}x); "
+                     f"predicted {pt:,.0f} tok/s / measured {mt:,.0f} tok/s ({mt / max(pt, 1e-9):.2f}x)")
 print(f"\n{'check':<16} {'status':<8} {'seconds':>7}  figures")
 for name, rc, secs, cmd in rows:
     log = open(f"{sys.argv[2]}/logs/{name}.log", errors="replace").read()

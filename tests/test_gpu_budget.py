@@ -79,3 +79,25 @@ def test_every_stage_fits_with_headroom(script, capsys):
     out = capsys.readouterr().out
     print(out)
     assert rc == 0, out
+
+
+def test_gpu_check_prints_prediction_beside_measurement(tmp_path):
+    # CPU side of scripts/gpu_check.sh: its syntax, the prediction command, and the summary that puts both side by side
+    import subprocess, sys
+    script = os.path.join(REPO, "scripts", "gpu_check.sh")
+    assert subprocess.run(["bash", "-n", script]).returncode == 0
+    text = open(script).read()
+    assert "predict train_d20 --depth 20 --batch-size 16" in text and "--batch-size 16" in text.split("check train_d20")[1]
+    pred = subprocess.run([sys.executable, "-m", "bench.bench_gpu_budget", "--bench-train", "--world", "1", "--depth", "2",
+                           "--batch-size", "2", "--max-seq-len", "64", "--vocab", "512"], capture_output=True, text=True, cwd=REPO)
+    assert pred.returncode == 0 and "GB allocated compiled" in pred.stdout, pred.stderr
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "results.tsv").write_text("train_d20\t0\t60\tpython -m bench.bench_train\n")
+    (tmp_path / "logs" / "predict_train_d20.log").write_text(pred.stdout)
+    (tmp_path / "logs" / "train_d20.log").write_text(   # the row bench_train prints (figures made up for the parser)
+        "depth params dtype mode step ms tok/s TFLOP/s MFU vs first warm-up s mem GiB\n"
+        "    2    1,000  bfloat16  compile  10.0  12,800  0.1  1.0%  1.00x  5.0  0.1\n")
+    summary = text.split("\"$PY\" - \"$RESULTS\" \"$OUT\" <<'EOF'\n")[1].split("\nEOF\n")[0]
+    r = subprocess.run([sys.executable, "-c", summary, str(tmp_path / "results.tsv"), str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"budget: predicted [\d.]+ GB / measured 0\.1 GB .*predicted [\d,]+ tok/s / measured 12,800 tok/s", r.stdout), r.stdout
