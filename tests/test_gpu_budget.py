@@ -100,4 +100,4 @@ def test_gpu_check_prints_prediction_beside_measurement(tmp_path):
     summary = text.split("\"$PY\" - \"$RESULTS\" \"$OUT\" <<'EOF'\n")[1].split("\nEOF\n")[0]
     r = subprocess.run([sys.executable, "-c", summary, str(tmp_path / "results.tsv"), str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert re.search(r"budget: predicted [\d.]+ GB / measured 0\.1 GB .*predicted [\d,]+ tok/s / measured 12,800 tok/s", r.stdout), r.stdout
+    assert re.search(r"budget: predicted [\d.]+ GB / measured 0\.107 GB .*predicted [\d,]+ tok/s / measured 12,800 tok/s", r.stdout), r.stdout
