@@ -454,6 +454,8 @@ def print_table(rows, title):
         print(f"{p.stage:<24} {p.need_gb():8.1f} {comp} {100 * head:7.0f}% {p.params / GB:7.2f} {p.grads / GB:6.2f} "
               f"{p.optim_state / GB:6.2f} {p.activations / GB:6.1f} {p.kv_cache / GB:6.2f}  {_fmt_s(p.step_s):>10}  "
               f"{p.flags} ({p.step_what}){mark}")
+    print(f"headroom vs {CAPACITY_GB:.0f} GB: of the compiled figure for {' and '.join(sorted(COMPILED))} (torch.compile is on by "
+          "default on CUDA there), of the eager one elsewhere; params/grads/optim/acts/KV: simulated GB")
 
 
 def _fmt_s(s): return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
