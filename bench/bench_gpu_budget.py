@@ -18,9 +18,11 @@ the peak is everything the rank holds. What is emulated rather than run:
   * weights as on CUDA: fp32 parameters with a bf16 `wte` (as `init_weights` / `build_model` do on CUDA).
   * attention: fake CPU tensors take torch's fused flash-attention path (out + log-sum-exp saved), the memory of
     the CUDA flash kernel; the math path would hold every (T, T) score matrix.
-  * `torch.compile` (on by default on CUDA in base_train) is not run: it fuses element-wise ops, so it saves fewer
-    activations than eager. The "compiled" column takes the eager activations x COMPILE_ACTIVATION_FACTOR (stated
-    below); the "eager" column is the upper bound, and the verdict uses it.
+  * `torch.compile` (on by default on CUDA in base_train and mid_train) is not run here: inductor recomputes cheap
+    element-wise ops in the backward, so it saves fewer activations than eager. The "compiled" column takes the eager
+    activations x compile_factor(width), measured by `--measure-compile` (AOTAutograd with inductor's decompositions
+    and min-cut partitioner on real CPU tensors, saved tensors counted) at d20's and d32's widths; the verdict uses
+    it for the compiled stages, the eager figure for the others.
 Then on top of the simulated peak: the caching allocator's fragmentation (FRAGMENTATION of the peak; the scripts
 set expandable_segments:True) and RUNTIME_GB for the CUDA context, cuBLAS workspaces and NCCL's own buffers.
 Step time: FLOPs per step from GPT.estimate_flops x tokens at MFU of the H100's 989 TFLOP/s bf16 dense peak; decode
@@ -46,7 +48,12 @@ CAPACITY_GB = 80.0             # an H100 "80 GB" (torch reports ~85.0e9 bytes: t
 MIN_HEADROOM = 0.10
 FRAGMENTATION = 0.05           # of the simulated peak, for the caching allocator (expandable segments on)
 RUNTIME_GB = 1.5               # CUDA context + cuBLAS workspaces + NCCL buffers, not seen by the simulation
-COMPILE_ACTIVATION_FACTOR = 0.74   # compiled / eager saved activations: 0.735 measured by --measure-compile
+COMPILE_FACTORS = {1280: 0.735, 2048: 0.793}   # compiled / eager saved activations by width, from --measure-compile
+
+def compile_factor(n_embd):
+    "Compiled / eager saved activations at width n_embd: linear in the width through the measured points (clamped to [0.5, 1])."
+    (w0, f0), (w1, f1) = sorted(COMPILE_FACTORS.items())
+    return min(1.0, max(0.5, f0 + (f1 - f0) * (n_embd - w0) / (w1 - w0)))
 PEAK_FLOPS, MFU = 989e12, 0.40     # H100 SXM bf16 dense; the course's stated MFU for the budget
 HBM_BW, HBM_EFFICIENCY = 3.35e12, 0.6
 VOCAB = 65536                  # the scripts' tokenizer (tok_train --vocab-size=65536)
@@ -175,12 +182,13 @@ class Peak:
     kv_cache: int = 0
     activations: int = 0      # saved by the forward for the backward (eager), 0 for inference stages
     start: int = 0            # live at the start of the measured step (parameters, optimizer state, ...)
+    width: int = 1280         # n_embd: the compile factor depends on it
     step_s: float = 0.0
     step_what: str = ""
     notes: list = field(default_factory=list)
 
     @property
-    def compiled(self): return self.peak - (1 - COMPILE_ACTIVATION_FACTOR) * self.activations
+    def compiled(self): return self.peak - (1 - compile_factor(self.width)) * self.activations
 
     def need_gb(self, compiled=False):
         "GB per rank on the device: simulated peak + fragmentation + CUDA runtime."
@@ -227,6 +235,7 @@ def simulate_train(stage, depth, B, T, world, grad_accum, loss_reduction="mean",
         state = nbytes([v for opt in optimizers for st in opt.state.values() for v in st.values() if isinstance(v, torch.Tensor)])
         tokens = B * T * grad_accum
         return Peak(stage, flags, peak, params=params, grads=params, optim_state=state, activations=fwd[0], start=start,
+                    width=model.config.n_embd,
                     step_s=_train_step_time(model, tokens), step_what=f"optimizer step, {tokens:,} tok/rank")
 
 
@@ -251,7 +260,7 @@ def simulate_forward(stage, depth, B, T, mode="loss", flags="", step_what="forwa
 def _decode_time(param_bytes, cache_bytes): return (param_bytes + cache_bytes) / (HBM_EFFICIENCY * HBM_BW)
 
 
-def simulate_generate(stage, depth, T, rows, prompt, capacity, flags="", cache_rows=None, prefill_rows=1):
+def simulate_generate(stage, depth, T, rows, prompt, capacity, flags="", prefill_rows=1):
     """KV-cache generation as the Engine runs it: the prompt prefilled (`prefill_rows` rows), a cache of `rows` rows and
     `capacity` positions (bf16 under autocast), then one decode step of every row at the last position."""
     with simulated():
@@ -487,7 +496,7 @@ def fsdp2_rows(depth, B, T=2048, ranks=(8, 16), total_batch=524288):
     and at the root), from ONE simulated ZeRO-2 step at 8 ranks, re-accounted: parameters, gradients and optimizer
     state divided by the ranks; FSDP2 adds the bf16 parameters of two gathered blocks (the one computing, the one
     prefetched), the gathered lm_head, and one block's unsharded fp32 gradients before their reduce-scatter.
-    Activations as simulated (eager; compiled x COMPILE_ACTIVATION_FACTOR). -> list of dicts."""
+    Activations as simulated (compiled: eager x compile_factor(width)). -> list of dicts."""
     p = simulate_train(f"d{depth}", depth, B, T, 8, 2)
     with FakeTensorMode():
         model = build_model(depth, T)
@@ -524,7 +533,7 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=32, help="--bench-train: rows per step")
     ap.add_argument("--vocab", type=int, default=VOCAB, help="--bench-train: vocabulary size")
     ap.add_argument("--fsdp2", action="store_true", help="ZeRO-2 vs FSDP2 per rank at d32 / d40, 8 and 16 ranks")
-    ap.add_argument("--measure-compile", action="store_true", help="measure the compiled/eager activation ratio (~45 s)")
+    ap.add_argument("--measure-compile", action="store_true", help="measure the compiled/eager activation ratio (~3 min)")
     args = ap.parse_args(argv)
     for name in ("depth", "device_batch_size", "max_seq_len", "world", "web_users", "batch_size", "vocab"):
         v = getattr(args, name)
@@ -533,9 +542,10 @@ def main(argv=None):
         try: GPTConfig.from_depth(args.depth, 256)
         except ValueError as e: ap.error(str(e))
     if args.measure_compile:
-        e, c = measure_compile_factor()
-        print(f"saved activations, 2 layers of width 1280, T=2048: eager {e / 1e6:.1f} MB, compiled {c / 1e6:.1f} MB: "
-              f"factor {c / e:.3f} (COMPILE_ACTIVATION_FACTOR = {COMPILE_ACTIVATION_FACTOR})")
+        for width in sorted(COMPILE_FACTORS):
+            e, c = measure_compile_factor(width)
+            print(f"saved activations, 2 layers of width {width}, T=2048: eager {e / 1e6:.1f} MB, compiled {c / 1e6:.1f} MB: "
+                  f"factor {c / e:.3f} (COMPILE_FACTORS[{width}] = {COMPILE_FACTORS[width]})", flush=True)
         return 0
     if args.fsdp2:
         print(f"{'model':<6} {'B x T':>8} {'ranks':>5} {'accum':>5} {'scheme':<7} {'GB/rank':>8} {'headroom':>8}   "
