@@ -1,6 +1,6 @@
 """Will every stage of speedrun.sh / run1000.sh fit in an 80 GB H100? Peak memory per rank and step time, without a GPU.
 
-    python -m bench.bench_gpu_budget                         # both scripts (d20 and d32), one table each (~1-2 min)
+    python -m bench.bench_gpu_budget                         # both scripts (d20 and d32), one table each (~4 min)
     python -m bench.bench_gpu_budget --script run1000 --check    # exit 1 if a stage overflows (or has < 10% headroom)
     python -m bench.bench_gpu_budget --script run1000 --depth 32 --device-batch-size 64 --check   # "does this fit?"
     python -m bench.bench_gpu_budget --bench-train --depth 20 --batch-size 16 --world 1   # what gpu_check.sh predicts

@@ -7,6 +7,8 @@
 # unpacks into OUT_DIR/site (no pip, no network). Nothing is downloaded: data and tasks are the embedded/offline ones.
 # Each check runs under its own time limit; a failing check is recorded and the next one runs. Out: one table on
 # stdout and OUT_DIR/gpu_check.json (per check: command, exit status, seconds, the figures it printed), logs per check.
+# Beside the two pretraining checks it prints the memory budget's prediction (bench/bench_gpu_budget.py, computed on
+# the CPU first): "predicted X GB / measured Y GB" and the same for tokens/s, so the first GPU run tests the simulation.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=$(realpath -m "${1:-gpu_check_out}")
