@@ -7,6 +7,8 @@
 # unpacks into OUT_DIR/site (no pip, no network). Nothing is downloaded: data and tasks are the embedded/offline ones.
 # Each check runs under its own time limit; a failing check is recorded and the next one runs. Out: one table on
 # stdout and OUT_DIR/gpu_check.json (per check: command, exit status, seconds, the figures it printed), logs per check.
+# Beside the two pretraining checks it prints the memory budget's prediction (bench/bench_gpu_budget.py, computed on
+# the CPU first): "predicted X GB / measured Y GB" and the same for tokens/s, so the first GPU run tests the simulation.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=$(realpath -m "${1:-gpu_check_out}")
@@ -47,6 +49,17 @@ for i in range(torch.cuda.device_count()):
 EOF
 cat "$OUT/logs/env.log"
 
+# 0. the memory budget's predictions for the measured checks below (fake tensors on the CPU: no GPU memory used), so
+#    the first GPU run also tests the simulation: the summary prints "predicted X GB / measured Y GB" per check
+predict() {  # predict NAME BENCH_TRAIN_FLAGS...: bench_gpu_budget's figures for one bench_train check
+  local name=$1; shift
+  echo "== predict $name: bench.bench_gpu_budget --bench-train --world 1 $*"
+  "$PY" -m bench.bench_gpu_budget --bench-train --world 1 "$@" > "$OUT/logs/predict_$name.log" 2>&1 || true
+  tail -n 1 "$OUT/logs/predict_$name.log"
+}
+predict train_d12 --depth 12 --batch-size 32
+predict train_d20 --depth 20 --batch-size 16
+
 # 1. pretraining step at speedrun shapes: bf16 autocast + torch.compile, B=32 (d12) / 16 (d20) x T=2048, V=65,536
 check train_d12 150 "$PY" -m bench.bench_train --device cuda --depth 12 --modes compile --steps 20 --warmup 5
 check train_d20 150 "$PY" -m bench.bench_train --device cuda --depth 20 --batch-size 16 --modes compile --steps 15 --warmup 5
@@ -56,16 +69,31 @@ check engine_d20 90 "$PY" -m bench.bench_engine --device cuda --depth 20 --vocab
 check pipeline_1gpu 240 env NPROC=1 DRY_DEVICE=cuda bash scripts/speedrun.sh --dry-run
 
 "$PY" - "$RESULTS" "$OUT" <<'EOF'
-import json, sys, re
+import json, os, sys, re
 rows = [l.rstrip("\n").split("\t", 3) for l in open(sys.argv[1]) if l.strip()]
 out = {}
+def prediction(name, log):
+    "'predicted X GB / measured Y GB' (and tok/s) for a bench_train check that has a budget prediction, else None."
+    path = f"{sys.argv[2]}/logs/predict_{name}.log"
+    if not os.path.exists(path): return None
+    p = re.search(r"([\d.]+) GB allocated compiled \(([\d.]+) GB eager\), ([\d,]+) tok/s", open(path).read())
+    m = re.search(r"^\s*\d+\s+[\d,]+\s+\S+\s+compile\s+[\d.]+\s+([\d,]+)\s.*\s([\d.]+)\s*$", log, re.M)
+    if not p: return dict(text=f"prediction failed (see logs/predict_{name}.log)")
+    pg, pe, pt = float(p.group(1)), float(p.group(2)), float(p.group(3).replace(",", ""))
+    if not m: return dict(predicted_gb=pg, predicted_tok_s=pt, text=f"predicted {pg:.1f} GB / measured - (no figure)")
+    mt, mg = float(m.group(1).replace(",", "")), float(m.group(2)) * 2**30 / 1e9   # bench_train prints GiB
+    return dict(predicted_gb=pg, predicted_eager_gb=pe, measured_gb=mg, predicted_tok_s=pt, measured_tok_s=mt,
+                text=f"predicted {pg:.3g} GB / measured {mg:.3g} GB ({mg / max(pg, 1e-9):.2f}x); "
+                     f"predicted {pt:,.0f} tok/s / measured {mt:,.0f} tok/s ({mt / max(pt, 1e-9):.2f}x)")
 print(f"\n{'check':<16} {'status':<8} {'seconds':>7}  figures")
 for name, rc, secs, cmd in rows:
     log = open(f"{sys.argv[2]}/logs/{name}.log", errors="replace").read()
     figures = [l for l in log.splitlines() if re.search(r"tok/s|MFU|mfu|GiB|tokens/s|examples/s|problems/s|bandwidth", l)][-6:]
     status = "ok" if rc == "0" else ("timeout" if rc in ("124", "130", "137") else f"rc={rc}")
-    out[name] = dict(command=cmd, status=status, seconds=int(secs), figures=figures)
+    pred = prediction(name, log)
+    out[name] = dict(command=cmd, status=status, seconds=int(secs), figures=figures, **({"budget": pred} if pred else {}))
     print(f"{name:<16} {status:<8} {secs:>7}  {figures[-1] if figures else ''}")
+    if pred: print(f"{'':<34}budget: {pred['text']}")
 json.dump(out, open(f"{sys.argv[2]}/gpu_check.json", "w"), indent=1)
 print(f"\nfull logs: {sys.argv[2]}/logs/, summary: {sys.argv[2]}/gpu_check.json")
 EOF
