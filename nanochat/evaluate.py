@@ -170,11 +170,16 @@ def evaluate_task(model, tokenizer, data, spec, max_per_task=None, batch_size=32
     ddp = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
     max_len = max_eval_len(model, procedure)
+    k = spec.num_fewshot
+    if procedure == "reference" and k > n - 1:   # the reference stops here; we clamp, and say so (e.g. a smoke test)
+        print0(f"warning: {spec.label}: {k}-shot prompts need {k + 1} examples, {n} kept: {max(n - 1, 0)}-shot prompts "
+               "instead (not comparable with the reference's numbers)")
+        k = max(n - 1, 0)
     seqs, spans, owners = [], [], []   # all sequences of this rank's examples, and which example each belongs to
     for e in range(rank, n, world):
         # reference: shots by position e among the n kept examples; course: by original index among all rows
-        shot_ids = ([order[j] for j in fewshot_indices(e, n, spec.num_fewshot, fewshot_seed)] if procedure == "reference"
-                    else fewshot_indices(order[e], len(data), spec.num_fewshot, fewshot_seed, "course"))
+        shot_ids = ([order[j] for j in fewshot_indices(e, n, k, fewshot_seed)] if procedure == "reference"
+                    else fewshot_indices(order[e], len(data), k, fewshot_seed, "course"))
         prompts = render_prompts(data[order[e]], spec.task_type, [data[j] for j in shot_ids], spec.delimiter, procedure)
         ss, sp = continuation_spans([tokenizer.encode(p, prepend=bos) for p in prompts], spec.task_type, procedure)
         for s, (a, b) in zip(ss, sp):

@@ -1,6 +1,9 @@
 """CORE as upstream nanochat scores it: the course's batched scorer (procedure="reference", the default) makes the same
 decision on every example as a one-example-at-a-time transcription of the reference (tests/core_reference.py), and
-bad input gets a clear error or a documented clamp.
+bad input gets a clear error or a documented clamp:
+a row without a field its task type needs is an error; --max-per-task above the task's size takes the whole task
+(said on the output); K-shot prompts with fewer than K + 1 examples kept use as many shots as there are other
+examples, with a warning (the reference stops with an error there).
 
 Default tier: every offline task at --max-per-task 24 with a tiny random model. Slow tier (NANOCHAT_TEST_FLAGS=slow):
 unlimited (every example) on a subset of tasks, one per task type and shot count (arc_challenge, openbook_qa,
@@ -96,13 +99,17 @@ def test_max_per_task_larger_than_the_task(model, tok, tasks, capsys):
     assert "500 asked, the task has 20: all used" in capsys.readouterr().out
 
 
-def test_more_shots_than_the_task(model, tok, tasks):
+def test_more_shots_than_the_task(model, tok, tasks, capsys):
     spec, rows = next(t for t in tasks if t[0].label == "arc_easy")   # 10-shot
     with pytest.raises(ValueError, match="10 few-shot examples need at least 11 examples in the task, it has 8"):
-        evaluate_task(model, tok, rows, spec, max_per_task=8)
-    assert 0 <= evaluate_task(model, tok, rows, spec, max_per_task=11) <= 1   # 10 others: enough
-    with pytest.raises(ValueError, match="need at least 11"):
-        evaluate_task(model, tok, rows[:5], spec)
+        fewshot_indices(0, 8, 10)
+    # a documented clamp (the reference stops): 8 kept -> 7-shot prompts, said on the output
+    assert 0 <= evaluate_task(model, tok, rows, spec, max_per_task=8) <= 1
+    assert "arc_easy: 10-shot prompts need 11 examples, 8 kept: 7-shot prompts instead" in capsys.readouterr().out
+    assert 0 <= evaluate_task(model, tok, rows, spec, max_per_task=11) <= 1   # 10 others: enough, no warning
+    assert "warning" not in capsys.readouterr().out
+    evaluate_task(model, tok, rows[:1], spec)
+    assert "1 kept: 0-shot prompts" in capsys.readouterr().out
 
 
 def test_unknown_procedure(model, tok, tasks):
