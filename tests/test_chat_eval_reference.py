@@ -27,9 +27,9 @@ def tok():
     return Tokenizer.from_ranks(merges_to_ranks(train_bpe(text + "the cat sat on the mat. 12 + 7 = 19\n" * 20, 320)))
 
 
-def tiny_gpt(vocab_size, seed=0):
+def tiny_gpt(vocab_size, seed=0, sequence_len=64):
     torch.manual_seed(seed)
-    cfg = GPTConfig(sequence_len=64, vocab_size=vocab_size, n_layer=2, n_head=2, n_kv_head=1, n_embd=32)
+    cfg = GPTConfig(sequence_len=sequence_len, vocab_size=vocab_size, n_layer=2, n_head=2, n_kv_head=1, n_embd=32)
     with torch.device("meta"): model = GPT(cfg)
     model.to_empty(device="cpu"); model.init_weights()
     with torch.no_grad():
@@ -102,7 +102,8 @@ def reference_categorical(task, tokenizer, model, batch_size, max_problems=None)
 @pytest.mark.parametrize("max_problems", [None, 24])
 def test_categorical_letters_equal_the_reference_procedure(tok, max_problems):
     model = tiny_gpt(tok.get_vocab_size())
-    want = reference_categorical(MCTask(), tok, model, batch_size=8, max_problems=max_problems)
+    want = reference_categorical(MCTask(), tok, model, batch_size=1, max_problems=max_problems)   # one example at a time
+    assert reference_categorical(MCTask(), tok, model, batch_size=8, max_problems=max_problems) == want   # upstream's batches
     assert len(set(want)) > 1, "the random model should not answer one letter everywhere (the test would be weak)"
     for batch_size in (1, 3, 8, 64):
         task = MCTask()
@@ -110,6 +111,31 @@ def test_categorical_letters_equal_the_reference_procedure(tok, max_problems):
         got = [task.seen[i] for i in range(len(want))]
         assert got == want, f"batch_size={batch_size}: per-problem letters differ from upstream's procedure"
         assert acc == sum(l == task[i]["messages"][-1]["content"] for i, l in enumerate(want)) / len(want)
+
+
+class Recorded:
+    "A real task whose evaluate also records the submitted letter per problem."
+    def __init__(self, task): self.task, self.seen, self.eval_type = task, {}, task.eval_type
+    def __len__(self): return len(self.task)
+    def __getitem__(self, i): return {**self.task[i], "index": i}
+    def evaluate(self, conv, completion): self.seen[conv["index"]] = completion; return self.task.evaluate(conv, completion)
+
+
+@pytest.mark.parametrize("name", ["ARC-Easy", "ARC-Challenge", "MMLU"])
+def test_real_categorical_tasks_equal_the_reference_procedure(tok, name):
+    torch.manual_seed(0)
+    cfg = GPTConfig(sequence_len=256, vocab_size=tok.get_vocab_size(), n_layer=1, n_head=2, n_kv_head=1, n_embd=32)
+    with torch.device("meta"): model = GPT(cfg)
+    model.to_empty(device="cpu"); model.init_weights()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim == 2 and not p.any(): p.normal_(0, 1.0 / p.size(1) ** 0.5)
+    model.eval()
+    task = Recorded(make_task(name))
+    want = reference_categorical(task, tok, model, batch_size=8, max_problems=24)
+    acc = run_categorical_eval(task, tok, model, batch_size=5, max_problems=24)
+    assert [task.seen[i] for i in range(24)] == want
+    assert acc == sum(l == task[i]["messages"][-1]["content"] for i, l in enumerate(want)) / 24
 
 
 class ConstLogits(torch.nn.Module):
@@ -171,6 +197,24 @@ def test_generative_equals_the_reference_procedure(tok, temperature, num_samples
     if temperature > 0: assert 0 < sum(passed) < len(passed), "want a mix of passes and fails"
     assert set(d["pass_at_k_unbiased"]) == set(range(1, num_samples + 1))     # the extra, under its own name
     assert d["pass_at_k_unbiased"][num_samples] == pytest.approx(acc)         # pass@n of the estimator = any-of-n
+
+
+@pytest.mark.parametrize("name", ["GSM8K", "SpellingBee", "HumanEval"])
+def test_real_generative_tasks_equal_the_reference_procedure(tok, name):
+    model = tiny_gpt(tok.get_vocab_size(), seed=2, sequence_len=256)   # 2,560 positions: room for every prompt here
+    engine = Engine(model, tok)
+    task = make_task(name)
+    sub = [task[i] for i in range(3)]
+    class Few:   # the first three problems, `seen` recording completions per problem
+        eval_type, seen = "generative", {}
+        def __len__(self): return 3
+        def __getitem__(self, i): return {**sub[i], "index": i}
+        def evaluate(self, conv, completion):
+            Few.seen.setdefault(conv["index"], []).append(completion); return task.evaluate(conv, completion)
+    passed, completions = reference_generative(Few(), tok, engine, 2, 6, 1.0, 50)
+    Few.seen = {}
+    acc = run_generative_eval(Few(), tok, model, engine, num_samples=2, max_new_tokens=6, temperature=1.0, top_k=50)
+    assert [Few.seen[i] for i in range(3)] == completions and acc == sum(passed) / 3
 
 
 def test_defaults_are_the_reference_defaults():
