@@ -421,6 +421,8 @@ def word_list():
         announce("words", "all", f"{what} ({len(words):,} words)")
     return _WORDS[src]
 
+
+# %% ../nbs/05b_tasks.ipynb #8419d5d1
 class SpellingTask(Task):
     "Synthetic tasks drawn from a word list; example i uses Random(offset + i): train and test seeds never meet."
     eval_type = "generative"
