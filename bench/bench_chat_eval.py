@@ -90,7 +90,8 @@ def main():
 
     # generative: num_samples rows in one Engine call vs the same completions one call each
     gsm = make_task("GSM8K")
-    kw = dict(max_new_tokens=args.max_new_tokens, temperature=1.0, top_k=50, max_problems=args.gen_problems)
+    # vary_seed: each problem its own seed, so the one-by-one loop below draws fresh samples for every problem
+    kw = dict(max_new_tokens=args.max_new_tokens, temperature=1.0, top_k=50, max_problems=args.gen_problems, vary_seed=True)
     with autocast(): run_generative_eval(gsm, tok, model, engine, num_samples=2, **{**kw, "max_new_tokens": 4})  # warm-up
     d = {}
     with autocast(): _, dt_b = timed(lambda: run_generative_eval(gsm, tok, model, engine, num_samples=args.samples, details=d, **kw), device)

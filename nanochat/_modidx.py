@@ -465,6 +465,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'nanochat.tasks.offline_chat_pairs': ('tasks.html#offline_chat_pairs', 'nanochat/tasks.py'),
                                 'nanochat.tasks.olmo_docs': ('tasks.html#olmo_docs', 'nanochat/tasks.py'),
                                 'nanochat.tasks.package_dir': ('tasks.html#package_dir', 'nanochat/tasks.py'),
+                                'nanochat.tasks.prompt_imports': ('tasks.html#prompt_imports', 'nanochat/tasks.py'),
                                 'nanochat.tasks.read_arrow': ('tasks.html#read_arrow', 'nanochat/tasks.py'),
                                 'nanochat.tasks.render_mc': ('tasks.html#render_mc', 'nanochat/tasks.py'),
                                 'nanochat.tasks.shuffled': ('tasks.html#shuffled', 'nanochat/tasks.py'),

@@ -120,11 +120,13 @@ def pass_at_k(n, c, k):
 
 # %% ../nbs/05c_chat_eval.ipynb #5a439947
 def run_generative_eval(task, tokenizer, model, engine, num_samples=1, max_new_tokens=512, temperature=0.0, top_k=50,
-                        max_problems=None, seed=42, details=None):
-    """Accuracy of `model` on a generative task: a problem passes if any of its `num_samples` completions passes
-    (pass@num_samples). The Engine samples them in one batch with the calculator tool active; the generated suffix is
-    decoded and scored by `task.evaluate`. Problems are striped over torchrun ranks and the counts summed. `details`
-    (a dict, if given) receives correct / total / tokens / too_long / hist / pass_at_k (unbiased, k = 1..num_samples)."""
+                        max_problems=None, seed=42, vary_seed=False, details=None):
+    """Accuracy of `model` on a generative task: a problem passes if ANY of its `num_samples` completions passes, as
+    upstream nanochat counts it. The Engine samples them in one batch with the calculator tool active; the generated
+    suffix is decoded and scored by `task.evaluate`. Every problem is sampled with the same `seed`, as upstream
+    (`vary_seed=True`: problem i uses seed + i). Problems are striped over torchrun ranks and the counts summed.
+    `details` (a dict, if given) receives correct / total / tokens / too_long / hist / pass_at_k_unbiased (the
+    unbiased pass@k estimate, k = 1..num_samples, an extra: upstream reports only the any-of-n accuracy)."""
     if not isinstance(num_samples, int) or num_samples < 1: raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
     rank, world = _rank_world()
     n, errors = _num_problems(task, max_problems), []
@@ -136,7 +138,7 @@ def run_generative_eval(task, tokenizer, model, engine, num_samples=1, max_new_t
         prompt = tokenizer.render_for_completion(conv)
         if len(prompt) >= engine.max_positions: too_long += 1; hist[0] += 1; continue
         seqs, _ = engine.generate_batch(prompt, num_samples=num_samples, max_tokens=max_new_tokens,
-                                        temperature=temperature, top_k=top_k, seed=seed + i)
+                                        temperature=temperature, top_k=top_k, seed=seed + i if vary_seed else seed)
         completions = [tokenizer.decode(s[len(prompt):]) for s in seqs]
         tokens += sum(len(s) - len(prompt) for s in seqs)
         hist[sum(_safe_evaluate(task, conv, c, errors) for c in completions)] += 1
@@ -148,35 +150,38 @@ def run_generative_eval(task, tokenizer, model, engine, num_samples=1, max_new_t
     if too_long: print0(f"warning: {too_long} prompts did not fit the model's context (scored wrong)")
     if num_samples > 1:
         shown = sorted({k for k in (1, 2, 4, 8, 16, 32, 64) if k < num_samples} | {num_samples})
-        print0(f"{type(task).__name__}: " + ", ".join(f"pass@{k} {passk[k]:.4f}" for k in shown))
+        print0(f"{type(task).__name__}, unbiased: " + ", ".join(f"pass@{k} {passk[k]:.4f}" for k in shown))
     if details is not None:
-        details.update(correct=total - hist[0], total=total, tokens=tokens, too_long=too_long, hist=hist, pass_at_k=passk)
+        details.update(correct=total - hist[0], total=total, tokens=tokens, too_long=too_long, hist=hist, pass_at_k_unbiased=passk)
     return (total - hist[0]) / total if total else 0.0
 
 # %% ../nbs/05c_chat_eval.ipynb #923d258b
 CHAT_TASKS = ["ARC-Easy", "ARC-Challenge", "MMLU", "GSM8K", "HumanEval", "SpellingBee"]
 CHATCORE_BASELINES = {"ARC-Easy": 0.25, "ARC-Challenge": 0.25, "MMLU": 0.25, "GSM8K": 0.0, "HumanEval": 0.0, "SpellingBee": 0.0}
 
-def make_task(task_name):
-    "The evaluation task object of one of CHAT_TASKS."
+def make_task(task_name, answer_rule="reference"):
+    "The evaluation task object of one of CHAT_TASKS; GSM8K and SpellingBee read `#### N` with `answer_rule`."
     makers = {"ARC-Easy": lambda: ARC(subset="ARC-Easy", split="test"),
               "ARC-Challenge": lambda: ARC(subset="ARC-Challenge", split="test"),
               "MMLU": lambda: MMLU(subset="all", split="test"), "GSM8K": lambda: GSM8K(split="test"),
               "HumanEval": lambda: HumanEval(), "SpellingBee": lambda: SpellingBee(size=256, split="test")}
     if task_name not in makers: raise ValueError(f"unknown task {task_name!r}: expected one of {'|'.join(CHAT_TASKS)}")
-    return makers[task_name]()
+    task = makers[task_name]()
+    if hasattr(task, "answer_rule"): task.answer_rule = answer_rule
+    return task
 
 def run_chat_eval(task_name, model, tokenizer, engine, batch_size=8, num_samples=1, max_new_tokens=512, temperature=0.0,
-                  top_k=50, max_problems=None, details=None):
+                  top_k=50, max_problems=None, answer_rule="reference", details=None):
     "Accuracy of `model` on one of CHAT_TASKS, with the evaluator its eval_type calls for (on every torchrun rank)."
-    task = make_task(task_name)
+    task = make_task(task_name, answer_rule)
     if task.eval_type == "categorical":
         return run_categorical_eval(task, tokenizer, model, batch_size=batch_size, max_problems=max_problems, details=details)
     return run_generative_eval(task, tokenizer, model, engine, num_samples=num_samples, max_new_tokens=max_new_tokens,
                                temperature=temperature, top_k=top_k, max_problems=max_problems, details=details)
 
 def chatcore(results):
-    "Mean over the six CHAT_TASKS of (acc - baseline) / (1 - baseline); None unless all six are in `results`."
+    """Mean over the six CHAT_TASKS of (acc - baseline) / (1 - baseline), baselines 0.25 for the four-way multiple
+    choice tasks and 0 for the open ones, as upstream; None unless all six are in `results`."""
     if not all(name in results for name in CHATCORE_BASELINES): return None
     return sum((results[k] - b) / (1 - b) for k, b in CHATCORE_BASELINES.items()) / len(CHATCORE_BASELINES)
 
@@ -199,6 +204,8 @@ def get_parser():
     a("-g", "--model-tag", "--model_tag", default=None, help="checkpoint tag (default: the largest model)")
     a("-s", "--step", type=int, default=None, help="checkpoint step (default: the last)")
     a("-x", "--max-problems", "--max_problems", type=int, default=None, help="evaluate only the first N problems of each task")
+    a("--answer-rule", "--answer_rule", choices=["reference", "course"], default="reference",
+      help="how GSM8K/SpellingBee read '#### N': reference keeps a trailing full stop (as upstream), course drops it")
     a("--device-type", "--device_type", choices=["cuda", "mps", "cpu"], default=None, help="default: autodetect")
     return p
 
@@ -244,14 +251,14 @@ def main(argv=None):
         with autocast:
             acc = run_chat_eval(name, model, tokenizer, engine, batch_size=args.batch_size, num_samples=args.num_samples,
                                 max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                top_k=args.top_k or None, max_problems=args.max_problems, details=d)
+                                top_k=args.top_k or None, max_problems=args.max_problems, answer_rule=args.answer_rule, details=d)
         results[name] = acc
         print0(f"{name}: {acc:.4f} ({d['correct']}/{d['total']}) in {time.time() - t0:.1f}s")
     score = chatcore(results)
     if score is not None: print0(f"ChatCORE: {score:.4f}")
     config = {"source": args.source, "model tag": args.model_tag or "(largest)", "step": meta.get("step"),
               "world size": world_size, "max problems": args.max_problems or "all", "num samples": args.num_samples,
-              "temperature": args.temperature, "max new tokens": args.max_new_tokens}
+              "temperature": args.temperature, "max new tokens": args.max_new_tokens, "answer rule": args.answer_rule}
     get_report().log(section=f"Chat evaluation {args.source}",
                      data=[config, {**results, **({"ChatCORE": score} if score is not None else {})}])
     compute_cleanup()

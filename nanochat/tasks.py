@@ -7,10 +7,10 @@ __all__ = ['MMLU_SUBSET_SPLITS', 'SEED_OFFSET', 'WORDS_URL', 'SPELLING_TEMPLATES
            'IDENTITY_FACTS', 'FOLLOW_UPS', 'CLOSINGS', 'task_source', 'announce', 'package_dir', 'read_arrow',
            'olmo_docs', 'load_hub', 'shuffled', 'Task', 'TaskMixture', 'TaskSequence', 'render_mc', 'mc_conversation',
            'CategoricalTask', 'ARC', 'MMLU', 'extract_answer', 'message_text', 'tool_parts', 'AnswerTask',
-           'is_test_problem', 'arithmetic_problem', 'Arithmetic', 'GSM8K', 'extract_program', 'HumanEval', 'word_list',
-           'SpellingTask', 'SimpleSpelling', 'SpellingBee', 'check_messages', 'ConversationTask', 'CustomJSON',
-           'offline_chat_pairs', 'offline_chat_conversations', 'SmolTalk', 'generate_identity_conversations',
-           'identity_conversations_path', 'write_identity_conversations']
+           'is_test_problem', 'arithmetic_problem', 'Arithmetic', 'GSM8K', 'extract_program', 'prompt_imports',
+           'HumanEval', 'word_list', 'SpellingTask', 'SimpleSpelling', 'SpellingBee', 'check_messages',
+           'ConversationTask', 'CustomJSON', 'offline_chat_pairs', 'offline_chat_conversations', 'SmolTalk',
+           'generate_identity_conversations', 'identity_conversations_path', 'write_identity_conversations']
 
 # %% ../nbs/05b_tasks.ipynb #28edc7bd
 import functools, gzip, importlib.util, json, math, operator, os, random, re, zlib
@@ -211,12 +211,17 @@ class MMLU(CategoricalTask):
 # %% ../nbs/05b_tasks.ipynb #15e6b971
 _ANSWER_RE = re.compile(r"#### (\-?[0-9\.\,]+)")
 
-def extract_answer(text):
-    "The number after the first `#### ` with thousands commas (and a full stop right after it) removed; None if there is none."
+def extract_answer(text, rule="course"):
+    """The number after the first `#### `, thousands commas removed; None if there is none. rule="course" also drops
+    a full stop right after it (`#### 18.` reads 18); rule="reference" keeps every matched character, as upstream
+    nanochat's GSM8K scorer does (`#### 18.` reads "18.", which does not equal "18")."""
+    if rule not in ("course", "reference"): raise ValueError(f"extract_answer rule {rule!r}: expected 'course' or 'reference'")
     if not isinstance(text, str): return None
     m = _ANSWER_RE.search(text)
     if m is None: return None
-    number = m.group(1).replace(",", "").rstrip(".")
+    number = m.group(1).replace(",", "")
+    if rule == "reference": return number
+    number = number.rstrip(".")
     return number if any(ch.isdigit() for ch in number) else None   # "#### -." has no number in it
 
 def message_text(message):
@@ -237,11 +242,13 @@ def tool_parts(solution):
     return parts
 
 class AnswerTask(Task):
-    "Generative tasks whose answers end with `#### <number>`: right iff the extracted numbers are equal."
+    """Generative tasks whose answers end with `#### <number>`: right iff the extracted numbers are equal, read with
+    `answer_rule` ("reference" by default, so accuracies compare with upstream nanochat's; "course" forgives `#### 18.`)."""
     eval_type = "generative"
+    answer_rule = "reference"
     def evaluate(self, conversation, completion):
-        gold = extract_answer(message_text(conversation["messages"][-1]))
-        pred = extract_answer(completion)
+        gold = extract_answer(message_text(conversation["messages"][-1]), self.answer_rule)
+        pred = extract_answer(completion, self.answer_rule)
         return int(pred is not None and pred == gold)
 
 # %% ../nbs/05b_tasks.ipynb #586bc608
@@ -346,9 +353,19 @@ class GSM8K(AnswerTask):
 
 # %% ../nbs/05b_tasks.ipynb #639a0c28
 def extract_program(completion):
-    "The code of a completion: its first ```python block if it has one, else the whole text."
-    m = re.search(r"```(?:python|py)?[ \t]*\n(.*?)```", completion, re.S)
-    return m.group(1) if m else completion
+    """The code of a completion, read as upstream nanochat reads it: the first fenced block (```python or a bare ```)
+    whose closing fence starts a line, else the whole text; surrounding whitespace stripped either way."""
+    m = re.search(r"```(?:python)?\s*\n(.*?)\n```", completion, re.S)
+    return (m.group(1) if m else completion).strip()
+
+def prompt_imports(prompt):
+    "The import lines at the top of a prompt (stripped), up to the first line that is not an import, a comment or blank."
+    found = []
+    for line in prompt.split("\n"):
+        s = line.strip()
+        if s.startswith(("import ", "from ")): found.append(s)
+        elif s and not s.startswith("#"): break       # the code has started: later imports belong to it
+    return "\n".join(found)
 
 class HumanEval(Task):
     "164 hand-written Python functions to complete; pass = the program runs the hidden tests cleanly in the sandbox."
@@ -366,13 +383,12 @@ class HumanEval(Task):
     def get_example(self, index):
         r = self.rows[index]
         return {"messages": [{"role": "user", "content": r["prompt"]},
-                             {"role": "assistant", "content": r["prompt"] + r["canonical_solution"]}],
+                             {"role": "assistant", "content": f"{r['prompt']}\n{r['canonical_solution']}"}],
                 "entry_point": r["entry_point"], "test": r["test"]}
     def program(self, conversation, completion):
         "What the sandbox runs: the prompt's imports, the completion's code, the tests, then `check(entry_point)`."
-        prompt = conversation["messages"][0]["content"]
-        imports = "\n".join(l for l in prompt.splitlines() if l.startswith(("import ", "from ")))
-        return f"{imports}\n\n{extract_program(completion)}\n\n{conversation['test']}\n\ncheck({conversation['entry_point']})\n"
+        imports = prompt_imports(conversation["messages"][0]["content"])
+        return f"{imports}\n\n{extract_program(completion)}\n\n{conversation['test']}\ncheck({conversation['entry_point']})"
     def evaluate(self, conversation, completion):
         if not isinstance(completion, str): return 0
         from nanochat.execution import execute_code
@@ -383,14 +399,18 @@ WORDS_URL = "https://raw.githubusercontent.com/dwyl/english-words/refs/heads/mas
 _WORDS = {}
 
 def word_list():
-    "Sorted lowercase alphabetic words: dwyl's words_alpha.txt (hub) or /usr/share/dict/words, else Python's help topics."
+    """The words SpellingBee draws from. Hub: dwyl's words_alpha.txt line by line, in file order, as upstream nanochat
+    reads it (so test example i asks about the same word and letter as upstream's). Offline: sorted lowercase
+    alphabetic words of /usr/share/dict/words, else of Python's help topics."""
     src = task_source()
     if src not in _WORDS:
         if src == "hub":
             path = get_base_dir() / "words_alpha.txt"
             if not path.exists(): download_file(WORDS_URL, path)
-            tokens, what = path.read_text(encoding="utf-8").split(), "dwyl english-words words_alpha.txt"
-        elif Path("/usr/share/dict/words").exists():
+            _WORDS[src] = [w for w in (line.strip() for line in path.read_text(encoding="utf-8").split("\n")) if w]
+            announce("words", "all", f"dwyl english-words words_alpha.txt ({len(_WORDS[src]):,} words)")
+            return _WORDS[src]
+        if Path("/usr/share/dict/words").exists():
             tokens = Path("/usr/share/dict/words").read_text(encoding="utf-8", errors="ignore").split()
             what = "offline word list /usr/share/dict/words"
         else:   # always there: every word of Python's own help pages ("__init__" gives "init")
@@ -401,6 +421,8 @@ def word_list():
         announce("words", "all", f"{what} ({len(words):,} words)")
     return _WORDS[src]
 
+
+# %% ../nbs/05b_tasks.ipynb #8419d5d1
 class SpellingTask(Task):
     "Synthetic tasks drawn from a word list; example i uses Random(offset + i): train and test seeds never meet."
     eval_type = "generative"
@@ -456,6 +478,7 @@ class SpellingBee(SpellingTask):
                  {"type": "python_output", "text": str(count)},
                  {"type": "text", "text": f"\n\nPython gives us {count}. My final answer is:\n\n#### {count}"}]
         return {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": parts}]}
+    answer_rule = AnswerTask.answer_rule   # scored like GSM8K: `#### N` read with the same rule
     evaluate = AnswerTask.evaluate
 
 # %% ../nbs/05b_tasks.ipynb #7ae6ba5b

@@ -107,7 +107,7 @@ def test_hub_code_paths(monkeypatch, tmp_path):
     st = T.SmolTalk("test")
     assert len(st) == 2 and st[0]["messages"][0]["role"] == "system"
     words = tmp_path / "words_alpha.txt"
-    monkeypatch.setattr(T, "download_file", lambda url, path: path.write_text("apple\nBanana\nx1\ncherry\n"))
+    monkeypatch.setattr(T, "download_file", lambda url, path: path.write_text("pear\napple\na\ncherry\n"))
     T._WORDS.pop("hub", None)
-    assert T.word_list() == ["apple", "banana", "cherry"] and words.exists()
+    assert T.word_list() == ["pear", "apple", "a", "cherry"] and words.exists()   # upstream's reading: every line, in file order
     assert T.SpellingBee(size=3)[0]["messages"][0]["content"]
