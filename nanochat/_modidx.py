@@ -284,6 +284,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'nanochat.rl.main': ('rl.html#main', 'nanochat/rl.py'),
                              'nanochat.rl.parse_args': ('rl.html#parse_args', 'nanochat/rl.py'),
                              'nanochat.rl.pg_loss': ('rl.html#pg_loss', 'nanochat/rl.py'),
+                             'nanochat.rl.rl_batches': ('rl.html#rl_batches', 'nanochat/rl.py'),
                              'nanochat.rl.rollout_seed': ('rl.html#rollout_seed', 'nanochat/rl.py'),
                              'nanochat.rl.sample_group': ('rl.html#sample_group', 'nanochat/rl.py'),
                              'nanochat.rl.token_logprobs': ('rl.html#token_logprobs', 'nanochat/rl.py'),

@@ -1,5 +1,6 @@
 """Supervised fine-tuning (nanochat's chat_sft): whole conversations, padded per batch, with the loss on the
-assistant's tokens only, normalised by the supervised tokens of the whole optimizer step.
+assistant's tokens only, normalised by the supervised tokens of the whole optimizer step (`--loss-norm=reference`:
+upstream nanochat's mean per micro-batch, averaged over the micro-batches, instead).
 
     python -m scripts.chat_sft                                               # one GPU (or CPU/MPS), from the mid model
     torchrun --standalone --nproc_per_node=8 -m scripts.chat_sft             # one node of 8 GPUs
