@@ -120,11 +120,15 @@ def forward(self: CausalSelfAttention, x, cos_sin, kv_cache=None):
     cos, sin = cos_sin
     q, k = rms_norm(apply_rotary(q, cos, sin)), rms_norm(apply_rotary(k, cos, sin))  # RoPE, then QK-norm
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)               # (B, heads, T, D)
+    mask = None
     if kv_cache is not None:
         k, v = kv_cache.insert_kv(self.layer_idx, k, v)   # full cache so far, new positions included
+        mask = getattr(kv_cache, "attn_mask", None)       # rows at different positions: the cache says who sees what
     Tq, Tk = q.size(2), k.size(2)
     gqa = self.n_kv_head != self.n_head
-    if kv_cache is None or Tq == Tk:
+    if mask is not None:
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+    elif kv_cache is None or Tq == Tk:
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
     elif Tq == 1:
         y = F.scaled_dot_product_attention(q, k, v, is_causal=False, enable_gqa=gqa)
@@ -255,13 +259,22 @@ def softcap_cross_entropy(x, weight, targets, softcap=15.0, reduction="mean", ch
 
 # %% ../nbs/03_gpt.ipynb #c5276ecd
 @patch
+def _rotary(self: GPT, pos, T):
+    """RoPE tables for T new positions from `pos`: an int (every row alike) gives (1, T, 1, D/2) slices; a (B,)
+    tensor of per-row positions gives (B, T, 1, D/2), each row's own angles gathered from the tables."""
+    if isinstance(pos, int):
+        if pos + T > self.rotary_seq_len:
+            raise ValueError(f"sequence too long: positions {pos}..{pos + T - 1} exceed the rotary cache of "
+                             f"{self.rotary_seq_len} positions (10 x sequence_len={self.config.sequence_len})")
+        return self.cos[:, pos:pos + T], self.sin[:, pos:pos + T]
+    p = pos[:, None] + torch.arange(T, device=pos.device)   # (B, T) absolute positions
+    return self.cos[0, p], self.sin[0, p]
+
+@patch
 def forward(self: GPT, idx, targets=None, kv_cache=None, loss_reduction="mean"):
     "Logits (B, T, V) fp32, or with `targets` the loss (scalar, or (B, T) for loss_reduction='none'); -1 targets are ignored."
     B, T = idx.size()
-    T0 = 0 if kv_cache is None else kv_cache.get_pos()
-    if T0 + T > self.rotary_seq_len:
-        raise ValueError(f"sequence too long: positions {T0}..{T0 + T - 1} exceed the rotary cache of "
-                         f"{self.rotary_seq_len} positions (10 x sequence_len={self.config.sequence_len})")
+    cos_sin = self._rotary(0 if kv_cache is None else kv_cache.get_pos(), T)
     # range check of the ids (an out-of-range id would otherwise index past the embedding table). Skipped for a
     # one-token decode step with a cache: those ids come from our own sampler, and the check's two reductions and
     # host sync are a visible share of a small model's step
@@ -270,7 +283,6 @@ def forward(self: GPT, idx, targets=None, kv_cache=None, loss_reduction="mean"):
         raise ValueError(f"token ids must be in [0, {self.config.vocab_size}), got min {idx.min().item()} max {idx.max().item()}")
     if loss_reduction not in ("mean", "sum", "none"):
         raise ValueError(f"loss_reduction must be 'mean', 'sum' or 'none', got {loss_reduction!r}")
-    cos_sin = self.cos[:, T0:T0 + T], self.sin[:, T0:T0 + T]
 
     x = self.transformer.wte(idx)
     if _autocast_dtype(x.device.type) is None:
