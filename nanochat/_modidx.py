@@ -162,6 +162,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'nanochat.gpt.Block.forward': ('gpt.html#block.forward', 'nanochat/gpt.py'),
                               'nanochat.gpt.CausalSelfAttention': ('gpt.html#causalselfattention', 'nanochat/gpt.py'),
                               'nanochat.gpt.CausalSelfAttention.__init__': ('gpt.html#causalselfattention.__init__', 'nanochat/gpt.py'),
+                              'nanochat.gpt.CausalSelfAttention._qkv_weight': ( 'gpt.html#causalselfattention._qkv_weight',
+                                                                                'nanochat/gpt.py'),
                               'nanochat.gpt.CausalSelfAttention.forward': ('gpt.html#causalselfattention.forward', 'nanochat/gpt.py'),
                               'nanochat.gpt.GPT': ('gpt.html#gpt', 'nanochat/gpt.py'),
                               'nanochat.gpt.GPT.__init__': ('gpt.html#gpt.__init__', 'nanochat/gpt.py'),

@@ -285,13 +285,21 @@ def generate(self: Engine, tokens, num_samples=1, max_tokens=None, temperature=1
     if top_k is not None and top_k < 1: raise ValueError(f"top_k must be None or >= 1, got {top_k}")
     return self._generate(list(tokens), num_samples, max_tokens, temperature, top_k, seed)
 
-_insert_kv_unchecked = KVCache.insert_kv
-
 @patch
 def insert_kv(self: KVCache, layer, k, v):
     "Store k, v (B, H_kv, T_new, D) at positions [pos, pos+T_new) of `layer`; return views of all cached k, v."
-    L, _, B, H, _, D = self.shape
-    if k.shape != v.shape or k.ndim != 4 or (k.size(0), k.size(1), k.size(3)) != (B, H, D):
-        raise ValueError(f"KVCache expects k and v of shape (B={B}, H_kv={H}, T, D={D}), "
-                         f"got {tuple(k.shape)} and {tuple(v.shape)}")
-    return _insert_kv_unchecked(self, layer, k, v)
+    if layer == 0:   # every layer inserts the same shapes: check once per forward pass, not once per layer
+        L, _, B, H, _, D = self.shape
+        if k.shape != v.shape or k.ndim != 4 or (k.size(0), k.size(1), k.size(3)) != (B, H, D):
+            raise ValueError(f"KVCache expects k and v of shape (B={B}, H_kv={H}, T, D={D}), "
+                             f"got {tuple(k.shape)} and {tuple(v.shape)}")
+    if self.kv is None: self.kv = torch.empty(self.shape, dtype=k.dtype, device=k.device)
+    t0, t1 = self.pos, self.pos + k.size(2)
+    if t1 > self.kv.size(4): self._grow(t1)
+    if getattr(self, "_views_of", None) is not self.kv:   # per-layer (keys, values) views, made once per storage
+        self._views, self._views_of = [(self.kv[l, 0], self.kv[l, 1]) for l in range(self.shape[0])], self.kv
+    K, V = self._views[layer]
+    K.narrow(2, t0, t1 - t0).copy_(k)   # narrow + copy_: two operators, where kv[layer, 0, :, :, t0:t1] = k takes six
+    V.narrow(2, t0, t1 - t0).copy_(v)
+    if layer == self.shape[0] - 1: self.pos = t1
+    return K.narrow(2, 0, t1), V.narrow(2, 0, t1)
