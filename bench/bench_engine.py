@@ -20,7 +20,8 @@ temporary package (nanochat_at_<commit>: its attention.py, gpt.py and engine.py)
 on the same prompt, interleaved with the current code (--reps pairs, alternating which goes first; greedy and
 temperature 1): the table gives the median decode tokens/s of each, the median of the per-pair speed ratios and its
 min-max spread, and the CPU-time ratio (process time, less sensitive to other processes on a shared machine). Both
-must produce identical tokens (asserted). Outside a git checkout that has the commit, this part is skipped.
+must produce identical greedy tokens (asserted); sampled tokens differ since the sampler draws one uniform number
+per row from per-row generators (the server's scheme) instead of the exponential race. Outside a git checkout that has the commit, this part is skipped.
 Measure with OMP_NUM_THREADS=1 (or --threads 1) on a quiet machine; the spread says how quiet it was.
 """
 import argparse, pathlib, statistics, subprocess, time, types
@@ -194,7 +195,8 @@ def compare_with_baseline(commit, model, engine, prompt, batches, gen, reps, dev
         for temp in (0.0, 1.0):
             cols_old = list(old_engine.generate(prompt, num_samples=B, max_tokens=gen, temperature=temp, seed=0))
             cols_new = list(engine.generate(prompt, num_samples=B, max_tokens=gen, temperature=temp, seed=0))
-            assert cols_old == cols_new, f"batch {B}, temperature {temp}: the engines' outputs differ"
+            same = cols_old == cols_new   # greedy must match; sampling changed its draw (one uniform per row)
+            assert same or temp > 0, f"batch {B}, greedy: the engines' outputs differ"
             t_old, t_new, c_old, c_new = [], [], [], []
             for r in range(reps):   # alternate which goes first, so a drift in machine load hits both alike
                 pair = [(old_engine, t_old, c_old), (engine, t_new, c_new)][::1 if r % 2 == 0 else -1]
@@ -205,7 +207,7 @@ def compare_with_baseline(commit, model, engine, prompt, batches, gen, reps, dev
             cpu_ratios = [o / n for o, n in zip(c_old, c_new)]
             print(f"{B:>5} {temp:>5.1f} {statistics.median(t_old):>10.1f} {statistics.median(t_new):>10.1f} "
                   f"{statistics.median(ratios):>6.2f}x {f'[{min(ratios):.2f}, {max(ratios):.2f}]':>14} "
-                  f"{statistics.median(cpu_ratios):>6.2f}x {f'[{min(cpu_ratios):.2f}, {max(cpu_ratios):.2f}]':>14} {'identical':>10}")
+                  f"{statistics.median(cpu_ratios):>6.2f}x {f'[{min(cpu_ratios):.2f}, {max(cpu_ratios):.2f}]':>14} {'identical' if same else 'differ':>10}")
 
 if __name__ == "__main__":
     main()

@@ -3,6 +3,7 @@
     python -m bench.bench_serve                               # CPU, a depth-4 model, HTTP, concurrency 1/4/16/32
     python -m bench.bench_serve --direct                      # no HTTP: the scheduler alone (needs only torch)
     python -m bench.bench_serve --device cuda --depth 20 --vocab 65536 --direct --max-tokens 256
+    python -m bench.bench_serve --compare a639103 --concurrency 16   # before/after: old scheduler+model code vs now
 
 For each policy (--max-batch 32 = batched, --max-batch 1 = one request at a time, like a plain worker pool) a
 server process is started with the same randomly initialised model, then C concurrent clients (C in --concurrency)
@@ -95,8 +96,10 @@ def run_http(args, max_batch):
 
 
 # ---- direct (no HTTP) ----
-def run_direct(args, max_batch, model, tok):
-    from nanochat.serve import Scheduler, GenRequest
+def run_direct(args, max_batch, model, tok, serve_mod=None, keep=False):
+    "{concurrency: (tokens/s, ttfts)} of the scheduler driven in-process; serve_mod: another version of nanochat.serve."
+    if serve_mod is None: import nanochat.serve as serve_mod
+    Scheduler, GenRequest = serve_mod.Scheduler, serve_mod.GenRequest
     amp = torch.bfloat16 if args.device == "cuda" else None
     sched = Scheduler(model, tok, max_batch=max_batch, autocast_dtype=amp)
     render = lambda msgs: tok.render_conversation({"messages": msgs})[0] + [tok.encode_special("<|assistant_start|>")]
@@ -121,9 +124,32 @@ def run_direct(args, max_batch, model, tok):
         return conc * requests * args.max_tokens / (time.perf_counter() - t0), ttft
 
     level(1, 1)   # warm-up: first-call allocations and caches are not part of the measurement
+    if keep: return level, sched
     out = {c: level(c, args.requests) for c in args.concurrency}
     sched.close()
     return out
+
+
+def compare(args, model, tok):
+    """The scheduler and model code at git commit --compare (loaded from git as bench_engine.package_at does) vs now:
+    --reps interleaved pairs of the batched policy at each concurrency, in this one process."""
+    import statistics
+    from bench.bench_engine import package_at, old_model
+    old, why = package_at(args.compare, ("attention", "gpt", "engine", "serve"))
+    if old is None: print(f"before/after: skipped: {why}"); return
+    runs = {"old": run_direct(args, args.batch, old_model(old, model), tok, old.serve, keep=True),
+            "now": run_direct(args, args.batch, model, tok, keep=True)}
+    print(f"\nbefore/after: scheduler + model code at {args.compare} vs now, batched (--max-batch {args.batch}), "
+          f"{args.reps} interleaved pairs: aggregate tokens/s (median), ratio now/old (median of pairs, [min, max])")
+    print(f"{'clients':>7} {'old tok/s':>10} {'new tok/s':>10} {'ratio':>7} {'spread':>14}")
+    for c in args.concurrency:
+        t = {"old": [], "now": []}
+        for r in range(args.reps):
+            for name in (("old", "now") if r % 2 == 0 else ("now", "old")): t[name].append(runs[name][0](c, args.requests)[0])
+        ratios = [n / o for o, n in zip(t["old"], t["now"])]
+        print(f"{c:>7} {statistics.median(t['old']):>10.0f} {statistics.median(t['now']):>10.0f} "
+              f"{statistics.median(ratios):>6.2f}x {f'[{min(ratios):.2f}, {max(ratios):.2f}]':>14}", flush=True)
+    for level, sched in runs.values(): sched.close()
 
 
 def main(argv=None):
@@ -136,12 +162,15 @@ def main(argv=None):
     a("--max-tokens", type=int, default=64)
     a("--batch", type=int, default=32, help="--max-batch of the batched policy")
     a("--direct", action="store_true", help="drive the scheduler in-process, without HTTP")
+    a("--compare", default="", help="git commit: time its scheduler + model code against now, interleaved (implies --direct)")
+    a("--reps", type=int, default=3, help="interleaved old/new pairs per concurrency with --compare")
     a("--serve", type=int, default=None, help=argparse.SUPPRESS); a("--max-batch", type=int, default=32, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve: return serve(args)
     torch.set_num_threads(args.threads)
     model = tok = None
-    if args.direct: model, tok = build(args.depth, args.vocab, args.seq_len, args.device)
+    if args.direct or args.compare: model, tok = build(args.depth, args.vocab, args.seq_len, args.device)
+    if args.compare: return compare(args, model, tok)
     cfg = f"depth {args.depth}, vocab {args.vocab}, {args.device}, {args.threads} threads, {args.max_tokens} tokens/reply, " \
           f"{args.requests} requests per client, {'direct' if args.direct else 'HTTP (SSE)'}"
     print(f"bench_serve: {cfg}", flush=True)
