@@ -130,6 +130,40 @@ def run_direct(args, max_batch, model, tok, serve_mod=None, keep=False):
     return out
 
 
+@torch.inference_mode()
+def step_compare(args, old, model, rows=16, steps=200):
+    """The batched decode step alone, old (serve.decode_step of the old package, on the old model code) vs now
+    (SlotCache.set_rows + model(ids, kv_cache=...)): `rows` rows at different positions, interleaved in blocks of 10
+    steps; prints the fastest and the median step (the fastest is what a step costs when nothing else runs)."""
+    import statistics
+    from bench.bench_engine import old_model
+    from nanochat.engine import KVCache
+    from nanochat.serve import SlotCache
+    om, c = old_model(old, model), model.config
+    caches, lengths = {}, [20 + 7 * i for i in range(rows)]
+    for name, m, Slot in (("old", om, old.serve.SlotCache), ("now", model, SlotCache)):
+        cache = Slot(c, rows, args.seq_len)
+        for i, n in enumerate(lengths):
+            pc = KVCache(1, c.n_kv_head, n, c.head_dim, c.n_layer)
+            m(torch.arange(1, n + 1)[None], kv_cache=pc); cache.load(i, pc)
+        caches[name] = cache
+    ids = torch.arange(rows) + 3
+    def old_step(): return old.serve.decode_step(om, caches["old"], ids, torch.tensor(lengths))
+    def new_step():
+        caches["now"].set_rows(lengths)
+        return model(ids[:, None], kv_cache=caches["now"])[:, -1]
+    assert torch.equal(old_step().argmax(-1), new_step().argmax(-1)), "old and new steps disagree"
+    t = {"old": [], "now": []}
+    for r in range(steps // 10):
+        for name, f in ((("old", old_step), ("now", new_step)) if r % 2 == 0 else (("now", new_step), ("old", old_step))):
+            for _ in range(10):
+                t0 = time.perf_counter(); f(); t[name].append(time.perf_counter() - t0)
+    mn = {k: min(v) * 1e3 for k, v in t.items()}; md = {k: statistics.median(v) * 1e3 for k, v in t.items()}
+    print(f"batched decode step, {rows} rows at positions {lengths[0]}..{lengths[-1]}: fastest old {mn['old']:.2f} ms, "
+          f"now {mn['now']:.2f} ms ({mn['old'] / mn['now']:.2f}x); median old {md['old']:.2f} ms, now {md['now']:.2f} ms "
+          f"({md['old'] / md['now']:.2f}x); greedy tokens identical", flush=True)
+
+
 def compare(args, model, tok):
     """The scheduler and model code at git commit --compare (loaded from git as bench_engine.package_at does) vs now:
     --reps interleaved pairs of the batched policy at each concurrency, in this one process."""
@@ -137,6 +171,7 @@ def compare(args, model, tok):
     from bench.bench_engine import package_at, old_model
     old, why = package_at(args.compare, ("attention", "gpt", "engine", "serve"))
     if old is None: print(f"before/after: skipped: {why}"); return
+    step_compare(args, old, model)
     runs = {"old": run_direct(args, args.batch, old_model(old, model), tok, old.serve, keep=True),
             "now": run_direct(args, args.batch, model, tok, keep=True)}
     print(f"\nbefore/after: scheduler + model code at {args.compare} vs now, batched (--max-batch {args.batch}), "

@@ -5,7 +5,8 @@
 
 torch.profiler records whole `Engine.generate` runs (prefill excluded from the per-step figures only by dividing by
 the decode steps, the prefill is one step among 128) and prints, per operator, the self CPU time per decode step
-and the calls per step; then the same for the cache-free forward over the 16 + 64 token sequence (one step of the
+and the calls per step (the total counts every aten operator, nested ones included: a figure that other
+processes on a shared machine cannot disturb); then the same for the cache-free forward over the 16 + 64 token sequence (one step of the
 naive loop halfway through the generation). With --baseline, the model+engine code of that git commit (see
 bench_engine.package_at) is profiled too, so the table shows where a step's time went before and after.
 Profiler overhead inflates small operators; compare the columns, not the absolute figures with bench_engine.
@@ -21,7 +22,7 @@ def op_table(fn, steps):
     fn()   # warm-up outside the profile
     with profile(activities=[ProfilerActivity.CPU]) as prof: fn()
     ops = {e.key: (e.self_cpu_time_total / 1e3 / steps, e.count / steps) for e in prof.key_averages()}
-    return ops, sum(ms for ms, _ in ops.values())
+    return ops, sum(ms for ms, _ in ops.values()), sum(n for k, (_, n) in ops.items() if k.startswith("aten::"))
 
 
 def main():
@@ -55,7 +56,8 @@ def main():
     print(f"{'operator':<48}" + "".join(f"{n:>24}" for n in names))
     for k in top:
         print(f"{k[:47]:<48}" + "".join(f"{r[0].get(k, (0, 0))[0]:>14.3f} ({r[0].get(k, (0, 0))[1]:>6.1f})" for r in runs.values()))
-    print(f"{'total':<48}" + "".join(f"{r[1]:>14.3f} {'':>8}" for r in runs.values()))
+    print(f"{'total':<48}" + "".join(f"{r[1]:>14.3f} ({r[2]:>6.0f})" for r in runs.values()))
+    print("(the calls per step do not depend on the machine's load; the milliseconds do)")
 
 
 if __name__ == "__main__":
