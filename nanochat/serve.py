@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from fastcore.basics import patch
-from .engine import KVCache, TextStream, use_calculator, _sample as _sample_rows
+from .engine import Engine, KVCache, TextStream, use_calculator, _sample as _sample_rows
 
 # %% ../nbs/10_serving.ipynb #40626dae
 class SlotCache:
@@ -126,7 +126,7 @@ class _Seq:
         self.length = len(req.prompt)   # positions in the cache; the next token fed goes to position `length`
         self.last = None                # the token to feed at the next step
         self.forced = deque()           # calculator output waiting to be fed, one token per step
-        self.in_python, self.expr = False, []
+        self.in_python, self.expr, self.completed = False, [], False   # the engine's state machine (Engine._advance)
         self.kind, self.part = "text", 0   # current part of the reply: text | python | python_output
         self.stream = None                 # the TextStream of the current part (set by the scheduler)
         self.n_out, self.done = 0, False
@@ -149,6 +149,7 @@ class Scheduler:
         self.stop_tokens = {sp("<|assistant_end|>"), tokenizer.get_bos_token_id()}
         self.python_start, self.python_end = sp("<|python_start|>"), sp("<|python_end|>")
         self.output_start, self.output_end = sp("<|output_start|>"), sp("<|output_end|>")
+        self.engine = Engine(model, tokenizer)   # its tool-call state machine, shared (the server does its own batching)
         self.autocast = (torch.autocast(self.device.type, dtype=autocast_dtype)
                          if autocast_dtype not in (None, torch.float32) else nullcontext())
         self.rows, self.inbox, self.cv = [], deque(), threading.Condition()
@@ -269,22 +270,17 @@ class Scheduler:
         return int(_sample_rows(logits[None], [s.rng], r.temperature, r.top_k, r.top_p)[0, 0])
 
     def _accept(self, s, tok, events):
-        "Append a token to row s: stop tokens, the calculator state machine, whole-character text, stop strings."
+        "Append a token to row s: the engine's stop/tool-call state machine, then the reply's parts, whole-character text, stop strings."
         r = s.req
         s.n_out += 1; s.last = tok; self.stats["tokens"] += 1; r.tokens[s.index].append(tok)
-        if tok in self.stop_tokens: return self._finish(s, "stop", events)
-        if tok == self.python_start: self._switch(s, "python", events); s.in_python, s.expr = True, []
-        elif tok == self.python_end and s.in_python:
-            s.in_python = False
-            self._switch(s, "text", events)
-            try: result = use_calculator(self.tokenizer.decode(s.expr))
-            except Exception: result = None
-            if result is not None:
-                s.forced.extend([self.output_start, *self.tokenizer.encode(str(result)), self.output_end])
+        was_python = s.in_python
+        self.engine._advance(s, tok)   # stop tokens, tool calls, the calculator's forced output: the engine's rules
+        if s.completed: return self._finish(s, "stop", events)
+        if tok == self.python_start: self._switch(s, "python", events)
+        elif tok == self.python_end and was_python: self._switch(s, "text", events)
         elif tok == self.output_start: self._switch(s, "python_output", events)
         elif tok == self.output_end: self._switch(s, "text", events)
         else:
-            if s.in_python: s.expr.append(tok)
             self._emit(s, s.stream.push(tok), events)
             if s.stream.stopped: return self._finish(s, "stop", events)
         if s.done: return
