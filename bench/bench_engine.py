@@ -1,6 +1,6 @@
 """Decode speed of the KV-cache Engine vs the naive path that recomputes the whole prefix every step.
 
-    python -m bench.bench_engine                                   # CPU: depth 4, vocab 8192, prompt 64, 128 new tokens
+    python -m bench.bench_engine                                   # CPU: depth 4, vocab 8192, prompt 16, 128 new tokens
     python -m bench.bench_engine --device cuda --depth 20 --dtype bfloat16
 
 Both paths start from the same random-weight model and prompt and sample with temperature 1. Each run is split
@@ -14,11 +14,14 @@ On CUDA it also prints the fraction of the memory-bandwidth limit: a decode step
 (the embedding only for B rows) and the cached keys/values once, so bytes-per-step / time-per-step cannot exceed
 the HBM bandwidth. Small batches are bandwidth-bound (or, at small depth, bound by kernel launches).
 
-Before/after: the engine as of git commit --baseline (default 920c88b, before the decode loop's fast path and the
-unchecked exponential-race sampler) is loaded from git history into a temporary module and timed on the same model
-and prompt, interleaved with the current engine (--reps pairs, greedy and temperature 1): the table gives the median
-decode tokens/s of each, the median of the per-pair speed ratios and its min-max spread. Both must produce
-identical tokens (asserted). Outside a git checkout that has the commit, this part is skipped with a message.
+Before/after: the model, attention and engine code as of git commit --baseline (default a639103, before the model
+and the server shared one cached forward and before that step was made lean) is loaded from git history into a
+temporary package (nanochat_at_<commit>: its attention.py, gpt.py and engine.py), given the same weights, and timed
+on the same prompt, interleaved with the current code (--reps pairs, alternating which goes first; greedy and
+temperature 1): the table gives the median decode tokens/s of each, the median of the per-pair speed ratios and its
+min-max spread, and the CPU-time ratio (process time, less sensitive to other processes on a shared machine). Both
+must produce identical greedy tokens (asserted); sampled tokens differ since the sampler draws one uniform number
+per row from per-row generators (the server's scheme) instead of the exponential race. Outside a git checkout that has the commit, this part is skipped.
 Measure with OMP_NUM_THREADS=1 (or --threads 1) on a quiet machine; the spread says how quiet it was.
 """
 import argparse, pathlib, statistics, subprocess, time, types
@@ -58,26 +61,46 @@ def sync(device):
     if device.type == "cuda": torch.cuda.synchronize()
 
 
-def engine_at(commit):
-    "The nanochat.engine module as of `commit`, loaded from git history; None (and why) when that is not possible."
+def package_at(commit, names=("attention", "gpt", "engine")):
+    """The modules `names` of the nanochat package as of `commit`, loaded from git history into a temporary package
+    (so the old engine runs the old model code too): a namespace of modules, or None (and why) when not possible."""
+    import importlib, sys, tempfile
     root = pathlib.Path(__file__).resolve().parents[1]
-    try:
-        src = subprocess.run(["git", "show", f"{commit}:nanochat/engine.py"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError) as e:
-        return None, f"cannot read nanochat/engine.py at {commit} from git ({getattr(e, 'stderr', '') or e}".strip() + ")"
-    mod = types.ModuleType(f"engine_{commit}")
-    exec(compile(src, f"nanochat/engine.py@{commit}", "exec"), mod.__dict__)
-    return mod, None
+    pkg = f"nanochat_at_{commit}"
+    if pkg not in sys.modules:
+        d = pathlib.Path(tempfile.mkdtemp(prefix="nanochat_old_")) / pkg
+        d.mkdir()
+        (d / "__init__.py").write_text("")
+        for name in names:
+            try:
+                src = subprocess.run(["git", "show", f"{commit}:nanochat/{name}.py"], cwd=root, capture_output=True,
+                                     text=True, check=True).stdout
+            except (OSError, subprocess.CalledProcessError) as e:
+                return None, f"cannot read nanochat/{name}.py at {commit} from git ({getattr(e, 'stderr', '') or e}".strip() + ")"
+            (d / f"{name}.py").write_text(src)
+        sys.path.insert(0, str(d.parent))
+        try: importlib.import_module(pkg)
+        finally: sys.path.remove(str(d.parent))
+    sys.path.insert(0, str(pathlib.Path(sys.modules[pkg].__file__).parents[1]))
+    try: return types.SimpleNamespace(**{n: importlib.import_module(f"{pkg}.{n}") for n in names}), None
+    finally: sys.path.pop(0)
 
 
-def time_engine(engine, prompt, batch, gen, device, temperature=1.0):
-    "(prefill seconds, decode seconds, decode steps) for Engine.generate."
+def old_model(pkg, model):
+    "The same weights in the old package's GPT class (the old forward, attention and rotary code)."
+    with torch.device("meta"): m = pkg.gpt.GPT(pkg.gpt.GPTConfig(**vars(model.config)))
+    m.to_empty(device=model.get_device()); m.init_rotary()
+    m.load_state_dict(model.state_dict())
+    return m.to(dtype=model.lm_head.weight.dtype).eval()
+
+
+def time_engine(engine, prompt, batch, gen, device, temperature=1.0, cpu=False):
+    "(prefill seconds, decode seconds, decode steps) for Engine.generate; with cpu=True, decode CPU seconds are added."
     sync(device); t0 = time.perf_counter()
     steps = engine.generate(prompt, num_samples=batch, max_tokens=gen, temperature=temperature, seed=0)
-    next(steps); sync(device); t1 = time.perf_counter()
-    n = sum(1 for _ in steps); sync(device); t2 = time.perf_counter()
-    return t1 - t0, t2 - t1, n
+    next(steps); sync(device); t1 = time.perf_counter(); c1 = time.process_time()
+    n = sum(1 for _ in steps); sync(device); t2 = time.perf_counter(); c2 = time.process_time()
+    return (t1 - t0, t2 - t1, n) + ((c2 - c1,) if cpu else ())
 
 
 @torch.inference_mode()
@@ -108,13 +131,13 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--depth", type=int, default=4)
     ap.add_argument("--vocab", type=int, default=8192)
-    ap.add_argument("--prompt", type=int, default=64, help="prompt length in tokens")
+    ap.add_argument("--prompt", type=int, default=16, help="prompt length in tokens")
     ap.add_argument("--gen", type=int, default=128, help="tokens generated per row")
     ap.add_argument("--batch", default="1,8", help="comma-separated batch sizes (num_samples)")
     ap.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--skip-naive", action="store_true", help="only time the engine (the naive path is slow at depth 20)")
-    ap.add_argument("--baseline", default="920c88b", help="git commit of the engine to compare against ('' to skip)")
+    ap.add_argument("--baseline", default="a639103", help="git commit of the model+engine code to compare against ('' to skip)")
     ap.add_argument("--reps", type=int, default=7, help="interleaved old/new timing pairs per setting")
     args = ap.parse_args()
     if args.threads: torch.set_num_threads(args.threads)
@@ -161,28 +184,30 @@ def main():
 
 def compare_with_baseline(commit, model, engine, prompt, batches, gen, reps, device):
     "Old engine vs this one, same model and prompt, interleaved; asserts identical tokens."
-    old, why = engine_at(commit)
+    old, why = package_at(commit)
     if old is None:
         print(f"\nbefore/after: skipped: {why}"); return
-    old_engine = old.Engine(model, engine.tokenizer)
-    print(f"\nbefore/after: engine at {commit} vs now, {reps} interleaved pairs, decode tok/s (median) and ratio now/old "
-          f"(median of pairs, [min, max])")
-    print(f"{'batch':>5} {'temp':>5} {'old tok/s':>10} {'new tok/s':>10} {'ratio':>7} {'spread':>14} {'tokens':>10}")
+    old_engine = old.engine.Engine(old_model(old, model), engine.tokenizer)
+    print(f"\nbefore/after: model + engine code at {commit} vs now, {reps} interleaved pairs, decode tok/s (median) and ratio now/old "
+          f"(median of pairs, [min, max]); cpu ratio = old/new CPU seconds of the decode")
+    print(f"{'batch':>5} {'temp':>5} {'old tok/s':>10} {'new tok/s':>10} {'ratio':>7} {'spread':>14} {'cpu ratio':>9} {'spread':>14} {'tokens':>10}")
     for B in batches:
         for temp in (0.0, 1.0):
             cols_old = list(old_engine.generate(prompt, num_samples=B, max_tokens=gen, temperature=temp, seed=0))
             cols_new = list(engine.generate(prompt, num_samples=B, max_tokens=gen, temperature=temp, seed=0))
-            assert cols_old == cols_new, f"batch {B}, temperature {temp}: the engines' outputs differ"
-            t_old, t_new = [], []
+            same = cols_old == cols_new   # greedy must match; sampling changed its draw (one uniform per row)
+            assert same or temp > 0, f"batch {B}, greedy: the engines' outputs differ"
+            t_old, t_new, c_old, c_new = [], [], [], []
             for r in range(reps):   # alternate which goes first, so a drift in machine load hits both alike
-                pair = [(old_engine, t_old), (engine, t_new)][::1 if r % 2 == 0 else -1]
-                for eng, out in pair:
-                    _, dec, n = time_engine(eng, prompt, B, gen, device, temp)
-                    out.append(B * n / dec)
+                pair = [(old_engine, t_old, c_old), (engine, t_new, c_new)][::1 if r % 2 == 0 else -1]
+                for eng, out, cpu in pair:
+                    _, dec, n, cpu_s = time_engine(eng, prompt, B, gen, device, temp, cpu=True)
+                    out.append(B * n / dec); cpu.append(cpu_s)
             ratios = [n / o for o, n in zip(t_old, t_new)]
+            cpu_ratios = [o / n for o, n in zip(c_old, c_new)]
             print(f"{B:>5} {temp:>5.1f} {statistics.median(t_old):>10.1f} {statistics.median(t_new):>10.1f} "
-                  f"{statistics.median(ratios):>6.2f}x {f'[{min(ratios):.2f}, {max(ratios):.2f}]':>14} {'identical':>10}")
-
+                  f"{statistics.median(ratios):>6.2f}x {f'[{min(ratios):.2f}, {max(ratios):.2f}]':>14} "
+                  f"{statistics.median(cpu_ratios):>6.2f}x {f'[{min(cpu_ratios):.2f}, {max(cpu_ratios):.2f}]':>14} {'identical' if same else 'differ':>10}")
 
 if __name__ == "__main__":
     main()

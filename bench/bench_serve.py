@@ -3,6 +3,7 @@
     python -m bench.bench_serve                               # CPU, a depth-4 model, HTTP, concurrency 1/4/16/32
     python -m bench.bench_serve --direct                      # no HTTP: the scheduler alone (needs only torch)
     python -m bench.bench_serve --device cuda --depth 20 --vocab 65536 --direct --max-tokens 256
+    python -m bench.bench_serve --compare a639103 --concurrency 16   # before/after: old scheduler+model code vs now
 
 For each policy (--max-batch 32 = batched, --max-batch 1 = one request at a time, like a plain worker pool) a
 server process is started with the same randomly initialised model, then C concurrent clients (C in --concurrency)
@@ -95,8 +96,10 @@ def run_http(args, max_batch):
 
 
 # ---- direct (no HTTP) ----
-def run_direct(args, max_batch, model, tok):
-    from nanochat.serve import Scheduler, GenRequest
+def run_direct(args, max_batch, model, tok, serve_mod=None, keep=False):
+    "{concurrency: (tokens/s, ttfts)} of the scheduler driven in-process; serve_mod: another version of nanochat.serve."
+    if serve_mod is None: import nanochat.serve as serve_mod
+    Scheduler, GenRequest = serve_mod.Scheduler, serve_mod.GenRequest
     amp = torch.bfloat16 if args.device == "cuda" else None
     sched = Scheduler(model, tok, max_batch=max_batch, autocast_dtype=amp)
     render = lambda msgs: tok.render_conversation({"messages": msgs})[0] + [tok.encode_special("<|assistant_start|>")]
@@ -121,9 +124,67 @@ def run_direct(args, max_batch, model, tok):
         return conc * requests * args.max_tokens / (time.perf_counter() - t0), ttft
 
     level(1, 1)   # warm-up: first-call allocations and caches are not part of the measurement
+    if keep: return level, sched
     out = {c: level(c, args.requests) for c in args.concurrency}
     sched.close()
     return out
+
+
+@torch.inference_mode()
+def step_compare(args, old, model, rows=16, steps=200):
+    """The batched decode step alone, old (serve.decode_step of the old package, on the old model code) vs now
+    (SlotCache.set_rows + model(ids, kv_cache=...)): `rows` rows at different positions, interleaved in blocks of 10
+    steps; prints the fastest and the median step (the fastest is what a step costs when nothing else runs)."""
+    import statistics
+    from bench.bench_engine import old_model
+    from nanochat.engine import KVCache
+    from nanochat.serve import SlotCache
+    om, c = old_model(old, model), model.config
+    caches, lengths = {}, [20 + 7 * i for i in range(rows)]
+    for name, m, Slot in (("old", om, old.serve.SlotCache), ("now", model, SlotCache)):
+        cache = Slot(c, rows, args.seq_len)
+        for i, n in enumerate(lengths):
+            pc = KVCache(1, c.n_kv_head, n, c.head_dim, c.n_layer)
+            m(torch.arange(1, n + 1)[None], kv_cache=pc); cache.load(i, pc)
+        caches[name] = cache
+    ids = torch.arange(rows) + 3
+    def old_step(): return old.serve.decode_step(om, caches["old"], ids, torch.tensor(lengths))
+    def new_step():
+        caches["now"].set_rows(lengths)
+        return model(ids[:, None], kv_cache=caches["now"])[:, -1]
+    assert torch.equal(old_step().argmax(-1), new_step().argmax(-1)), "old and new steps disagree"
+    t = {"old": [], "now": []}
+    for r in range(steps // 10):
+        for name, f in ((("old", old_step), ("now", new_step)) if r % 2 == 0 else (("now", new_step), ("old", old_step))):
+            for _ in range(10):
+                t0 = time.perf_counter(); f(); t[name].append(time.perf_counter() - t0)
+    mn = {k: min(v) * 1e3 for k, v in t.items()}; md = {k: statistics.median(v) * 1e3 for k, v in t.items()}
+    print(f"batched decode step, {rows} rows at positions {lengths[0]}..{lengths[-1]}: fastest old {mn['old']:.2f} ms, "
+          f"now {mn['now']:.2f} ms ({mn['old'] / mn['now']:.2f}x); median old {md['old']:.2f} ms, now {md['now']:.2f} ms "
+          f"({md['old'] / md['now']:.2f}x); greedy tokens identical", flush=True)
+
+
+def compare(args, model, tok):
+    """The scheduler and model code at git commit --compare (loaded from git as bench_engine.package_at does) vs now:
+    --reps interleaved pairs of the batched policy at each concurrency, in this one process."""
+    import statistics
+    from bench.bench_engine import package_at, old_model
+    old, why = package_at(args.compare, ("attention", "gpt", "engine", "serve"))
+    if old is None: print(f"before/after: skipped: {why}"); return
+    step_compare(args, old, model)
+    runs = {"old": run_direct(args, args.batch, old_model(old, model), tok, old.serve, keep=True),
+            "now": run_direct(args, args.batch, model, tok, keep=True)}
+    print(f"\nbefore/after: scheduler + model code at {args.compare} vs now, batched (--max-batch {args.batch}), "
+          f"{args.reps} interleaved pairs: aggregate tokens/s (median), ratio now/old (median of pairs, [min, max])")
+    print(f"{'clients':>7} {'old tok/s':>10} {'new tok/s':>10} {'ratio':>7} {'spread':>14}")
+    for c in args.concurrency:
+        t = {"old": [], "now": []}
+        for r in range(args.reps):
+            for name in (("old", "now") if r % 2 == 0 else ("now", "old")): t[name].append(runs[name][0](c, args.requests)[0])
+        ratios = [n / o for o, n in zip(t["old"], t["now"])]
+        print(f"{c:>7} {statistics.median(t['old']):>10.0f} {statistics.median(t['now']):>10.0f} "
+              f"{statistics.median(ratios):>6.2f}x {f'[{min(ratios):.2f}, {max(ratios):.2f}]':>14}", flush=True)
+    for level, sched in runs.values(): sched.close()
 
 
 def main(argv=None):
@@ -136,12 +197,15 @@ def main(argv=None):
     a("--max-tokens", type=int, default=64)
     a("--batch", type=int, default=32, help="--max-batch of the batched policy")
     a("--direct", action="store_true", help="drive the scheduler in-process, without HTTP")
+    a("--compare", default="", help="git commit: time its scheduler + model code against now, interleaved (implies --direct)")
+    a("--reps", type=int, default=3, help="interleaved old/new pairs per concurrency with --compare")
     a("--serve", type=int, default=None, help=argparse.SUPPRESS); a("--max-batch", type=int, default=32, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve: return serve(args)
     torch.set_num_threads(args.threads)
     model = tok = None
-    if args.direct: model, tok = build(args.depth, args.vocab, args.seq_len, args.device)
+    if args.direct or args.compare: model, tok = build(args.depth, args.vocab, args.seq_len, args.device)
+    if args.compare: return compare(args, model, tok)
     cfg = f"depth {args.depth}, vocab {args.vocab}, {args.device}, {args.threads} threads, {args.max_tokens} tokens/reply, " \
           f"{args.requests} requests per client, {'direct' if args.direct else 'HTTP (SSE)'}"
     print(f"bench_serve: {cfg}", flush=True)

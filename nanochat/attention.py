@@ -60,7 +60,7 @@ def apply_rotary(x, cos, sin):
     if x.ndim != 4: raise ValueError(f"apply_rotary expects (B, T, H, D), got shape {tuple(x.shape)}")
     d = x.size(-1) // 2
     x1, x2 = x[..., :d], x[..., d:]
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    if cos.dtype != x.dtype: cos, sin = cos.to(x.dtype), sin.to(x.dtype)   # bf16 activations, fp32 tables
     return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)
 
 # %% ../nbs/02_attention.ipynb #addd59e9

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['MAX_EXPR_CHARS', 'MAX_EXPR_NODES', 'MAX_ABS_VALUE', 'CALC_TIMEOUT_S', 'sample_next_token', 'KVCache',
-           'use_calculator', 'Engine']
+           'use_calculator', 'Engine', 'TextStream']
 
 # %% ../nbs/03b_engine.ipynb #e700b29b
 import ast, math, time, warnings
@@ -14,25 +14,39 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 
 # %% ../nbs/03b_engine.ipynb #29957bb5
+def _uniforms(rng, B, device):
+    "(B, 1) uniforms in [0, 1): from one generator for all rows, or from rng[b] for row b (a list: one per row)."
+    if isinstance(rng, torch.Generator): return torch.rand(B, 1, generator=rng, device=device)
+    if len(rng) != B: raise ValueError(f"{len(rng)} generators for {B} rows")
+    return torch.cat([torch.rand(1, 1, generator=g, device=device) for g in rng])
+
 def _draw(probs, rng):
-    "One sample per row of probs (B, V) -> (B, 1): the exponential race torch.multinomial(probs, 1) runs, unchecked."
-    return (probs / torch.empty_like(probs).exponential_(1, generator=rng)).argmax(dim=-1, keepdim=True)
+    "One sample per row of probs (B, V) -> (B, 1), by inverting the CDF: one uniform number per row."
+    cdf = probs.cumsum(-1)
+    u = _uniforms(rng, probs.size(0), probs.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.size(-1) - 1)   # first i with cdf[i] > u
 
 # %% ../nbs/03b_engine.ipynb #556dff55
-@torch.inference_mode()
-def sample_next_token(logits, rng, temperature=1.0, top_k=None):
-    "Sample one token per row from logits (B, V) -> (B, 1) int64. temperature 0 is greedy; top_k keeps the k best."
+def _sample(logits, rng, temperature=1.0, top_k=None, top_p=1.0):
+    "sample_next_token without the argument checks (the engine and the server check a request once, not per step)."
+    if temperature == 0.0: return torch.argmax(logits, dim=-1, keepdim=True)
+    x, idx = logits.float(), None
+    if top_k is not None and top_k < x.size(-1): x, idx = torch.topk(x, top_k, dim=-1)   # (B, k), sorted descending
+    if temperature != 1.0: x = x / temperature               # x / 1.0 == x exactly: skip the pass
+    if top_p < 1.0:   # nucleus: the smallest set of best tokens whose probability reaches top_p
+        if idx is None: x, idx = torch.sort(x, dim=-1, descending=True)
+        p = F.softmax(x, dim=-1)
+        x = x.masked_fill(p.cumsum(-1) - p >= top_p, float("-inf"))   # the best token always stays
+    choice = _draw(F.softmax(x, dim=-1), rng)
+    return choice if idx is None else idx.gather(-1, choice)
+
+def sample_next_token(logits, rng, temperature=1.0, top_k=None, top_p=1.0):
+    """Sample one token per row from logits (B, V) -> (B, 1) int64. temperature 0 is greedy; top_k keeps the k best;
+    top_p keeps the smallest set of best tokens with probability >= top_p. rng: a torch.Generator, or one per row."""
     if temperature < 0: raise ValueError(f"temperature must be >= 0, got {temperature}")
     if top_k is not None and top_k < 1: raise ValueError(f"top_k must be None or >= 1, got {top_k}")
-    if temperature == 0.0: return torch.argmax(logits, dim=-1, keepdim=True)
-    if top_k is not None and top_k < logits.size(-1):
-        vals, idx = torch.topk(logits, top_k, dim=-1)           # (B, k), sorted descending
-        vals = vals.float()
-        if temperature != 1.0: vals = vals / temperature        # x / 1.0 == x exactly: skip the pass
-        return idx.gather(-1, _draw(F.softmax(vals, dim=-1), rng))
-    x = logits.float()
-    if temperature != 1.0: x = x / temperature
-    return _draw(F.softmax(x, dim=-1), rng)
+    if not 0 < top_p <= 1: raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    with torch.inference_mode(): return _sample(logits, rng, temperature, top_k, top_p)
 
 # %% ../nbs/03b_engine.ipynb #b8dbd487
 class KVCache:
@@ -217,17 +231,18 @@ def _advance(self: Engine, row, tok):
 # %% ../nbs/03b_engine.ipynb #6ad29919
 @patch
 @torch.inference_mode()
-def _generate(self: Engine, tokens, num_samples, max_tokens, temperature, top_k, seed):
+def _generate(self: Engine, tokens, num_samples, max_tokens, temperature, top_k, seed, top_p=1.0):
     if max_tokens == 0: return
     P, B = len(tokens), num_samples
-    rng = torch.Generator(device=self.model.get_device()).manual_seed(seed)
+    dev = self.model.get_device()   # one generator per row, seeded seed + row: as the server seeds a request's choices
+    rng = [torch.Generator(device=dev).manual_seed(seed + i) for i in range(B)]
     hint = P + max_tokens if max_tokens is not None else max(P + 1, self.model.config.sequence_len)
     cache, logits = self._prefill(tokens, B, min(hint, self.max_positions))
     rows = [_Row() for _ in range(B)]
     watch = set(self.stop_tokens) | ({self.python_start} if self.use_tool else set())  # tokens that change a row
     busy, n_done, step = False, 0, 0   # busy: some row is inside a tool call or has forced tokens queued
     while True:
-        ids = sample_next_token(logits, rng, temperature, top_k)              # (B, 1), all rows in one call
+        ids = _sample(logits, rng, temperature, top_k, top_p)                  # (B, 1), all rows in one call
         column = ids[:, 0].tolist()
         if not busy and watch.isdisjoint(column):
             masks = [1] * B                                                    # fast path: nothing to update
@@ -246,10 +261,10 @@ def _generate(self: Engine, tokens, num_samples, max_tokens, temperature, top_k,
         logits = self._decode(ids, cache)         # only the new column goes through the model
 
 @patch
-def generate(self: Engine, tokens, num_samples=1, max_tokens=None, temperature=1.0, top_k=None, seed=42):
+def generate(self: Engine, tokens, num_samples=1, max_tokens=None, temperature=1.0, top_k=None, seed=42, top_p=1.0):
     """Yield (token_column, mask_column) per step: the next token of each of `num_samples` rows, and 1 where it
     was sampled, 0 where the calculator tool forced it. Stops when all rows end, or after `max_tokens` steps."""
-    return self._generate(list(tokens), num_samples, max_tokens, temperature, top_k, seed)
+    return self._generate(list(tokens), num_samples, max_tokens, temperature, top_k, seed, top_p)
 
 @patch
 def generate_batch(self: Engine, tokens, num_samples=1, **kwargs):
@@ -266,9 +281,50 @@ def generate_batch(self: Engine, tokens, num_samples=1, **kwargs):
         if all(done): break
     return seqs, masks
 
+# %% ../nbs/03b_engine.ipynb #f4f64ec1
+class TextStream:
+    """Turns token ids arriving one at a time into text that is safe to send: only whole UTF-8 characters, cut before
+    the first stop string, and holding back any ending that could still become a stop string.
+    `push(token)` returns the text to send now ("" if nothing yet); `finish()` returns what is left at the end."""
+    def __init__(self, decode, stop=(), max_pending=4):
+        self.decode, self.stop, self.max_pending = decode, [x for x in stop if x], max_pending
+        self.pending, self.held, self.stopped = [], "", False
+
+    def push(self, token):
+        if self.stopped: return ""
+        self.pending.append(token)
+        text = self.decode(self.pending)
+        # a partial character decodes to U+FFFD: wait for its other bytes (but not forever: after max_pending tokens
+        # the model really produced invalid UTF-8, and the replacement character is the honest output)
+        if text.endswith("\ufffd") and len(self.pending) < self.max_pending: return ""
+        self.pending = []
+        return self._release(self.held + text, final=False)
+
+    def finish(self):
+        if self.stopped: return ""
+        text, self.pending = self.held + (self.decode(self.pending) if self.pending else ""), []
+        return self._release(text, final=True)
+
+    def _release(self, text, final):
+        cut = min((i for i in (text.find(x) for x in self.stop) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped, self.held = True, ""
+            return text[:cut]
+        self.held = "" if final else _stop_prefix(text, self.stop)
+        return text[:len(text) - len(self.held)]
+
+
+def _stop_prefix(text, stops):
+    "The longest ending of `text` that is the beginning of a stop string (it must wait for the next tokens)."
+    best = ""
+    for st in stops:
+        for k in range(min(len(st) - 1, len(text)), len(best), -1):
+            if text.endswith(st[:k]): best = text[-k:]; break
+    return best
+
 # %% ../nbs/03b_engine.ipynb #c3ab3a19
 @patch
-def generate(self: Engine, tokens, num_samples=1, max_tokens=None, temperature=1.0, top_k=None, seed=42):
+def generate(self: Engine, tokens, num_samples=1, max_tokens=None, temperature=1.0, top_k=None, seed=42, top_p=1.0):
     """Yield (token_column, mask_column) per step: the next token of each of `num_samples` rows, and 1 where it
     was sampled, 0 where the calculator tool forced it. Stops when all rows end, or after `max_tokens` steps."""
     if not isinstance(tokens, (list, tuple)) or not tokens:
@@ -283,15 +339,24 @@ def generate(self: Engine, tokens, num_samples=1, max_tokens=None, temperature=1
         raise ValueError(f"max_tokens must be None or an int >= 0, got {max_tokens!r}")
     if temperature < 0: raise ValueError(f"temperature must be >= 0, got {temperature}")
     if top_k is not None and top_k < 1: raise ValueError(f"top_k must be None or >= 1, got {top_k}")
-    return self._generate(list(tokens), num_samples, max_tokens, temperature, top_k, seed)
-
-_insert_kv_unchecked = KVCache.insert_kv
+    if not 0 < top_p <= 1: raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    return self._generate(list(tokens), num_samples, max_tokens, temperature, top_k, seed, top_p)
 
 @patch
 def insert_kv(self: KVCache, layer, k, v):
     "Store k, v (B, H_kv, T_new, D) at positions [pos, pos+T_new) of `layer`; return views of all cached k, v."
-    L, _, B, H, _, D = self.shape
-    if k.shape != v.shape or k.ndim != 4 or (k.size(0), k.size(1), k.size(3)) != (B, H, D):
-        raise ValueError(f"KVCache expects k and v of shape (B={B}, H_kv={H}, T, D={D}), "
-                         f"got {tuple(k.shape)} and {tuple(v.shape)}")
-    return _insert_kv_unchecked(self, layer, k, v)
+    if layer == 0:   # every layer inserts the same shapes: check once per forward pass, not once per layer
+        L, _, B, H, _, D = self.shape
+        if k.shape != v.shape or k.ndim != 4 or (k.size(0), k.size(1), k.size(3)) != (B, H, D):
+            raise ValueError(f"KVCache expects k and v of shape (B={B}, H_kv={H}, T, D={D}), "
+                             f"got {tuple(k.shape)} and {tuple(v.shape)}")
+    if self.kv is None: self.kv = torch.empty(self.shape, dtype=k.dtype, device=k.device)
+    t0, t1 = self.pos, self.pos + k.size(2)
+    if t1 > self.kv.size(4): self._grow(t1)
+    if getattr(self, "_views_of", None) is not self.kv:   # per-layer (keys, values) views, made once per storage
+        self._views, self._views_of = [(self.kv[l, 0], self.kv[l, 1]) for l in range(self.shape[0])], self.kv
+    K, V = self._views[layer]
+    K.narrow(2, t0, t1 - t0).copy_(k)   # narrow + copy_: two operators, where kv[layer, 0, :, :, t0:t1] = k takes six
+    V.narrow(2, t0, t1 - t0).copy_(v)
+    if layer == self.shape[0] - 1: self.pos = t1
+    return K.narrow(2, 0, t1), V.narrow(2, 0, t1)

@@ -111,28 +111,45 @@ def forward(self: Block, x, cos_sin, kv_cache=None):
 
 # %% ../nbs/03_gpt.ipynb #d7c3b928
 @patch
+def _qkv_weight(self: CausalSelfAttention):
+    "c_q, c_k, c_v stacked into one ((H + 2 H_kv) D, C) matrix for generation; rebuilt whenever a weight changes."
+    ws = (self.c_q.weight, self.c_k.weight, self.c_v.weight)
+    # the version counter moves with every in-place update (an optimizer step, load_state_dict); weights made
+    # under inference_mode have none, and cannot be updated in place outside it
+    key = tuple((w.data_ptr(), w.dtype, None if w.is_inference() else w._version) for w in ws)
+    if getattr(self, "_qkv", (None,))[0] != key:
+        with torch.no_grad(): self._qkv = (key, torch.cat(ws))   # a plain attribute: not in the state_dict
+    return self._qkv[1]
+
+@patch
 def forward(self: CausalSelfAttention, x, cos_sin, kv_cache=None):
     "Causal self-attention of x (B, T, C); with `kv_cache`, x holds the newest positions and attends to the cache too."
     B, T, C = x.size()
-    q = self.c_q(x).view(B, T, self.n_head, self.head_dim)
-    k = self.c_k(x).view(B, T, self.n_kv_head, self.head_dim)
-    v = self.c_v(x).view(B, T, self.n_kv_head, self.head_dim)
+    H, Hkv, D = self.n_head, self.n_kv_head, self.head_dim
     cos, sin = cos_sin
-    q, k = rms_norm(apply_rotary(q, cos, sin)), rms_norm(apply_rotary(k, cos, sin))  # RoPE, then QK-norm
+    if kv_cache is None:   # training: three projections (a stacked copy of the weights would only cost memory)
+        q, k = self.c_q(x).view(B, T, H, D), self.c_k(x).view(B, T, Hkv, D)
+        v = self.c_v(x).view(B, T, Hkv, D)
+        q, k = rms_norm(apply_rotary(q, cos, sin)), rms_norm(apply_rotary(k, cos, sin))  # RoPE, then QK-norm
+    else:                  # generation: one matmul, and RoPE + QK-norm once over q and k side by side
+        qkv = F.linear(x, self._qkv_weight()).view(B, T, H + 2 * Hkv, D)
+        qk = rms_norm(apply_rotary(qkv[:, :, :H + Hkv], cos, sin))
+        q, k, v = qk[:, :, :H], qk[:, :, H:], qkv[:, :, H + Hkv:]
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)               # (B, heads, T, D)
+    mask = None
     if kv_cache is not None:
         k, v = kv_cache.insert_kv(self.layer_idx, k, v)   # full cache so far, new positions included
-    Tq, Tk = q.size(2), k.size(2)
-    gqa = self.n_kv_head != self.n_head
-    if kv_cache is None or Tq == Tk:
+        mask = getattr(kv_cache, "attn_mask", None)       # rows at different positions: the cache says who sees what
+    Tq, Tk, gqa = q.size(2), k.size(2), Hkv != H
+    if mask is not None:
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+    elif kv_cache is None or Tq == Tk:
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
     elif Tq == 1:
         y = F.scaled_dot_product_attention(q, k, v, is_causal=False, enable_gqa=gqa)
     else:
-        mask = causal_mask(Tq, Tk, device=q.device)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
-    y = y.transpose(1, 2).contiguous().view(B, T, -1)   # glue the heads back: (B, T, C)
-    return self.c_proj(y)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(Tq, Tk, device=q.device), enable_gqa=gqa)
+    return self.c_proj(y.transpose(1, 2).reshape(B, T, -1))   # glue the heads back: (B, T, C)
 
 # %% ../nbs/03_gpt.ipynb #1f4c4a78
 class GPT(nn.Module):
@@ -255,13 +272,22 @@ def softcap_cross_entropy(x, weight, targets, softcap=15.0, reduction="mean", ch
 
 # %% ../nbs/03_gpt.ipynb #c5276ecd
 @patch
+def _rotary(self: GPT, pos, T):
+    """RoPE tables for T new positions from `pos`: an int (every row alike) gives (1, T, 1, D/2) slices; a (B,)
+    tensor of per-row positions gives (B, T, 1, D/2), each row's own angles gathered from the tables."""
+    if isinstance(pos, int):
+        if pos + T > self.rotary_seq_len:
+            raise ValueError(f"sequence too long: positions {pos}..{pos + T - 1} exceed the rotary cache of "
+                             f"{self.rotary_seq_len} positions (10 x sequence_len={self.config.sequence_len})")
+        return self.cos[:, pos:pos + T], self.sin[:, pos:pos + T]
+    p = pos[:, None] + torch.arange(T, device=pos.device)   # (B, T) absolute positions
+    return self.cos[0, p], self.sin[0, p]
+
+@patch
 def forward(self: GPT, idx, targets=None, kv_cache=None, loss_reduction="mean"):
     "Logits (B, T, V) fp32, or with `targets` the loss (scalar, or (B, T) for loss_reduction='none'); -1 targets are ignored."
     B, T = idx.size()
-    T0 = 0 if kv_cache is None else kv_cache.get_pos()
-    if T0 + T > self.rotary_seq_len:
-        raise ValueError(f"sequence too long: positions {T0}..{T0 + T - 1} exceed the rotary cache of "
-                         f"{self.rotary_seq_len} positions (10 x sequence_len={self.config.sequence_len})")
+    cos_sin = self._rotary(0 if kv_cache is None else kv_cache.get_pos(), T)
     # range check of the ids (an out-of-range id would otherwise index past the embedding table). Skipped for a
     # one-token decode step with a cache: those ids come from our own sampler, and the check's two reductions and
     # host sync are a visible share of a small model's step
@@ -270,7 +296,6 @@ def forward(self: GPT, idx, targets=None, kv_cache=None, loss_reduction="mean"):
         raise ValueError(f"token ids must be in [0, {self.config.vocab_size}), got min {idx.min().item()} max {idx.max().item()}")
     if loss_reduction not in ("mean", "sum", "none"):
         raise ValueError(f"loss_reduction must be 'mean', 'sum' or 'none', got {loss_reduction!r}")
-    cos_sin = self.cos[:, T0:T0 + T], self.sin[:, T0:T0 + T]
 
     x = self.transformer.wte(idx)
     if _autocast_dtype(x.device.type) is None:
@@ -282,6 +307,8 @@ def forward(self: GPT, idx, targets=None, kv_cache=None, loss_reduction="mean"):
     if targets is not None:
         return softcap_cross_entropy(x, self.lm_head.weight, targets, self.softcap, loss_reduction)
     logits = self.lm_head(x).float()                              # fp32 BEFORE the soft cap
+    if not torch.is_grad_enabled():   # generation: the same numbers, in place (no two extra (B, T, V) tensors)
+        return logits.div_(self.softcap).tanh_().mul_(self.softcap)
     return self.softcap * torch.tanh(logits / self.softcap)      # smoothly bounded to (-15, 15)
 
 # %% ../nbs/03_gpt.ipynb #b19f11d2
