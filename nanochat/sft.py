@@ -7,8 +7,7 @@ to the result."""
 
 # %% auto #0
 __all__ = ['LOSS_NORMS', 'sft_train_mixture', 'sft_val_data', 'render_for_sft', 'collate_sft', 'step_loss_scale', 'sft_backward',
-           'get_parser', 'parse_args', 'sft_val_loss', 'train', 'main', 'StreamDecoder', 'stream_reply',
-           'chat_cli_main', 'chat_probe']
+           'get_parser', 'parse_args', 'sft_val_loss', 'train', 'main', 'stream_reply', 'chat_cli_main', 'chat_probe']
 
 # %% ../nbs/07_sft.ipynb #8cfef9f2
 import os, sys, json, math, time, argparse
@@ -20,7 +19,7 @@ import torch.distributed as dist
 from .common import compute_init, compute_cleanup, print0, get_base_dir, autodetect_device_type, get_compute_dtype
 from .checkpoint import save_checkpoint, load_checkpoint, find_last_step, find_largest_model, load_model, SOURCES
 from .optim import setup_optimizers
-from .engine import Engine
+from .engine import Engine, TextStream
 from .report import get_report
 from .pretrain import data_slots, _autocast
 from .midtrain import load_conversations, load_start_model
@@ -298,23 +297,6 @@ def main(argv=None):
     "Entry point of `python -m scripts.chat_sft` / `torchrun ... -m scripts.chat_sft -- ...`."
     return train(parse_args(argv))
 
-# %% ../nbs/07_sft.ipynb #5dc24815
-class StreamDecoder:
-    "Incremental detokenizer: push ids, get back only complete new text (never half of a multi-byte character)."
-    def __init__(self, tokenizer): self.tokenizer, self.ids, self.emitted = tokenizer, [], 0
-    def push(self, token_id):
-        self.ids.append(token_id)
-        text = self.tokenizer.decode(self.ids)
-        if text.endswith("\ufffd"): return ""   # an incomplete character so far: wait for its next bytes
-        new, self.emitted = text[self.emitted:], len(text)
-        return new
-    def flush(self):
-        "Whatever is left (an invalid byte sequence at the very end shows as U+FFFD), and start a new piece."
-        text = self.tokenizer.decode(self.ids) if self.ids else ""
-        rest = text[self.emitted:]
-        self.ids, self.emitted = [], 0
-        return rest
-
 # %% ../nbs/07_sft.ipynb #8b500eb0
 _CLI_PRODUCERS = {"base": "python -m scripts.base_train", "mid": "python -m scripts.mid_train",
                   "sft": "python -m scripts.chat_sft", "rl": "python -m scripts.chat_rl"}
@@ -329,17 +311,17 @@ def stream_reply(engine, tokens, write, max_tokens=256, temperature=0.6, top_k=5
     on, off = ("\033[36m", "\033[0m") if colour else ("", "")
     # a tiny model sometimes starts writing the user's next turn: that ends the reply (it is never printed)
     turn_over = {sp("<|user_start|>"), sp("<|user_end|>"), sp("<|assistant_start|>"), tk.get_bos_token_id()}
-    dec, reply = StreamDecoder(tk), []
+    dec, reply = TextStream(tk.decode), []   # a new one for each piece of text
     for column, _ in engine.generate(tokens, num_samples=1, max_tokens=max_tokens, temperature=temperature, top_k=top_k, seed=seed):
         t = column[0]
         if t in turn_over: break
         reply.append(t)
         if t == end: break
         if t in (py0, py1, out0, out1):
-            write(dec.flush())
+            write(dec.finish()); dec = TextStream(tk.decode)
             write({py0: f"{on}[calculator: ", py1: "", out0: " = ", out1: f"]{off}"}[t])
         else: write(dec.push(t))
-    write(dec.flush())
+    write(dec.finish())
     if not reply or reply[-1] != end: reply.append(end)   # stopped early or by the length limit: close the turn
     return reply
 
