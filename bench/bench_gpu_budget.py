@@ -28,7 +28,7 @@ set expandable_segments:True) and RUNTIME_GB for the CUDA context, cuBLAS worksp
 Step time: FLOPs per step from GPT.estimate_flops x tokens at MFU of the H100's 989 TFLOP/s bf16 dense peak; decode
 steps are bound by memory bandwidth: bytes of weights + KV cache read per step at HBM_EFFICIENCY x 3.35 TB/s.
 """
-import argparse, math, os, re, shlex, sys, time
+import argparse, math, os, re, shlex, sys, time, warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
@@ -41,6 +41,10 @@ import nanochat.optim as optim
 from nanochat.engine import KVCache
 from nanochat.gpt import GPT, GPTConfig
 from nanochat.optim import setup_optimizers
+
+# the attention's generation path keys its stacked q/k/v weights by data pointer; on fake tensors that pointer is
+# meaningless but harmless (each fake model is used once), and torch warns about every access
+warnings.filterwarnings("ignore", message="Accessing the data pointer of FakeTensor")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GB = 1e9

@@ -97,6 +97,14 @@ fi
 LAUNCH=(torchrun --standalone --nproc_per_node="$NPROC")
 echo "speedrun: depth $DEPTH, $NPROC processes, outputs in $NANOCHAT_BASE_DIR$([ "$DRY_RUN" = 1 ] && echo ' (DRY RUN: toy sizes on the CPU)')$([ "$PLAN" = 1 ] && echo ' (PLAN: nothing runs)')"
 
+# Will every stage fit in 80 GB per GPU at the real run's flags? Simulated on the CPU in ~20 s by fake-tensor
+# accounting of one step of each stage (bench/bench_gpu_budget.py), before any work: a stage that overflows stops the
+# run here, naming the stage and the GB it lacks. A dry run and a plan check the real run's flags too (not the toy
+# sizes). NANOCHAT_BUDGET_STAGES=a,b checks only those stages; NANOCHAT_SKIP_BUDGET=1 skips the check.
+if [ -z "${NANOCHAT_SKIP_BUDGET:-}" ]; then
+  python -m bench.bench_gpu_budget --depth="$DEPTH" --device-batch-size="$DEVICE_BATCH_SIZE" \
+      --world="$([ "$DRY_RUN" = 1 ] && echo 8 || echo "$NPROC")" ${NANOCHAT_BUDGET_STAGES:+--stages="$NANOCHAT_BUDGET_STAGES"} --check
+fi
 stage report_reset python -m nanochat.report reset
 # 8 shards (enough for the tokenizer) first, the rest in the background while the tokenizer trains
 stage data_first "${DOWNLOAD_FIRST[@]}"

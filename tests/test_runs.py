@@ -7,7 +7,7 @@ speedrun's does under another tag. Instead of running it all again, its `--plan`
 parsers that would read it, nothing run) proves that: the same stages in the same order, each ending with the same
 flags as the speedrun's dry run but for the d32 tag; and every flag of both real runs (wandb and RL included) parses.
 """
-import json, os, subprocess, sys, tempfile
+import re, json, os, subprocess, sys, tempfile
 from pathlib import Path
 
 import pytest
@@ -37,15 +37,27 @@ def test_dry_run():
     report = (base / "report" / "report.md").read_text()
     for section in ("Base model training", "Midtraining", "Chat SFT", "Chat RL", "Chat evaluation sft"):
         assert f"## {section}" in report, f"report.md has no '{section}' section"
+    # the real run's flags were checked against 80 GB per GPU before any stage ran
+    assert "overflows" not in out and "speedrun.sh: d20" in out, out[:3000]
     # started again, the run skips everything that finished
-    _, out = run("speedrun.sh", "--dry-run", base=base)
+    _, out = run("speedrun.sh", "--dry-run", base=base, NANOCHAT_SKIP_BUDGET="1")
     assert "base_train: already done" in out and "chat_sft: already done" in out
 
 
+def test_budget_stops_a_run_that_cannot_fit():
+    "d32 at 64 rows per GPU: the script stops before any stage, naming the stage that overflows and by how much."
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DEPTH": "32", "DEVICE_BATCH_SIZE": "64", "NANOCHAT_BUDGET_STAGES": "base_train"}
+    r = subprocess.run(["bash", "scripts/speedrun.sh", "--plan"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0, r.stdout[-2000:]
+    assert re.search(r"stage base_train overflows 80 GB by [\d.]+ GB", r.stdout + r.stderr), (r.stdout + r.stderr)[-2000:]
+    assert "report_reset" not in r.stdout, "a stage ran before the budget check"
+
+
 def plan(script, *args, **env):
-    "The stages of `script --plan` with their parsed flags (tools/check_flags.py's --json)."
+    "The stages of `script --plan` with their parsed flags (tools/check_flags.py's --json); the memory budget, which"
+    " test_dry_run and test_budget_stops_a_run_that_cannot_fit check, is skipped here."
     out = Path(tempfile.mkdtemp(prefix="nanochat_plan_")) / "plan.json"
-    _, stdout = run(script, "--plan", *args, PLAN_JSON=str(out), **env)
+    _, stdout = run(script, "--plan", *args, PLAN_JSON=str(out), **{"NANOCHAT_SKIP_BUDGET": "1", **env})
     assert "stages accept their flags" in stdout and "FAIL" not in stdout, stdout
     return json.loads(out.read_text())
 
