@@ -26,7 +26,7 @@ BANNED = [
     (r"\bthe author\b(?!s)|\bthe author's\b", "who wrote the course and where"),
     (r"\b(my|our) (machine|laptop|box|workstation)\b", "the author's hardware"),
     (r"\bthe integrator\b|\bthe brief\b", "how the course was written"),
-    (r"\b(busy|quiet|loaded|shared) (machine|box)\b|\b\d+-core box\b", "the machine the text was measured on (say 'measured on a 2-core CPU')"),
+    (r"\b(busy|quiet|loaded|shared) (machine|box)\b|\b\d+-core (CPU )?box\b|\bCPU box\b|\bmachine this busy\b", "the machine the text was measured on (say 'measured on a 2-core CPU')"),
     (r"\bcourse's (authors|CI)\b|\bthis course's CI\b", "how the course was written and tested"),
 ]
 URL_OK = re.compile(r"https?://\S*github\.com/", re.I)   # "bug #3" / "issue 12" next to a github link is a citation
@@ -71,7 +71,8 @@ def test_banned_phrases_self_check():
     bad = ["as our notes say", "see the design notes", "(bug #5)", "issue 14 asked", "on the author's machine",
            "in this session we", "reference notes §14", "the 2-core box this course was built on",
            "the session that wrote this notebook", "(`nanochat-reference` §1)",
-           "within the noise of a busy machine", "~30 s on a quiet 2-core box", "(this course's CI)", "(For the course's authors: ...)"]
+           "within the noise of a busy machine", "~30 s on a quiet 2-core box", "(this course's CI)", "(For the course's authors: ...)",
+           "Measured on the shared 2-core CPU box", "On a machine this busy, single figures move"]
     ok = ["the authors of the paper", "bug #5 (https://github.com/karpathy/nanochat/issues/5)", "a helper function",
           "written by the runtime", "the GPT-3 paper §4",
           "measured on a 2-core CPU", "start_new_session=True", "the notebook was run with"]
