@@ -27,7 +27,9 @@ def run(script, *args, base=None, **env):
 
 
 def test_dry_run():
-    base, out = run("speedrun.sh", "--dry-run")
+    # the budget check runs at the real run's flags before any stage; one cheap stage proves the wiring here (every
+    # stage's simulation is checked by tests/test_gpu_budget.py, and the overflow stop by the next test)
+    base, out = run("speedrun.sh", "--dry-run", NANOCHAT_BUDGET_STAGES="base_loss")
     # every stage ran, and the stages found each other under the real run's model tag
     done = {p.stem for p in (base / "run_state").glob("*.done")}
     for stage in STAGES:
@@ -38,7 +40,7 @@ def test_dry_run():
     for section in ("Base model training", "Midtraining", "Chat SFT", "Chat RL", "Chat evaluation sft"):
         assert f"## {section}" in report, f"report.md has no '{section}' section"
     # the real run's flags were checked against 80 GB per GPU before any stage ran
-    assert "overflows" not in out and "speedrun.sh: d20" in out, out[:3000]
+    assert "overflows" not in out and "speedrun.sh: d20" in out and "base_loss " in out.split("== report_reset")[0], out[:3000]
     # started again, the run skips everything that finished
     _, out = run("speedrun.sh", "--dry-run", base=base, NANOCHAT_SKIP_BUDGET="1")
     assert "base_train: already done" in out and "chat_sft: already done" in out
