@@ -337,6 +337,7 @@ def train(args, train_data=None, val_data=None):
     return dict(history=history, val_bpb=loop["val_bpb"], min_val_bpb=loop["min_val_bpb"], step=step,
                 checkpoint_dir=run.checkpoint_dir, wall_time=wall, num_params=orig_model.num_params())
 
+# %% ../nbs/06_midtrain.ipynb #58579b8f
 def _report(section, data):
     get_report().log(section=section, data=data)
 
