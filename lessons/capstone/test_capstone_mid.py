@@ -173,7 +173,7 @@ def check_resume(loader, convs, B, T, slot=0, n_slots=1):
     run = take(loader(convs, B, T, slot, n_slots), 40)
     ids, _, owner = slot_stream(convs, slot, n_slots, 60 * B * T)
     starts = [p for p in range(len(ids)) if p == 0 or owner[p] != owner[p - 1]]
-    epoch = sum(len(convs[(slot + j * n_slots) % len(convs)][0]) for j in range(-(-len(convs) // n_slots)))
+    epoch = sum(len(convs[i][0]) for i in range(slot, len(convs), n_slots))   # the slot's share of one epoch
     where = f"(B={B}, T={T}, slot {slot} of {n_slots})"
     for k in range(30):
         state = json.loads(json.dumps(run[k][2]))   # as stored in a checkpoint and read back
@@ -199,7 +199,7 @@ def check_resume(loader, convs, B, T, slot=0, n_slots=1):
             found = [c for c in named_matches(x, {n: v for n, v in cands.items() if not torch.equal(v, run[k + 1][0])},
                                               torch.equal)] if i == 0 else []
             raise AssertionError(
-                f"resumed from the state of batch {k} {where}; one epoch of the slot is {epoch} tokens: resumed batch {i} "
+                f"resumed from the state of batch {k} {where}; the slot's share of an epoch is {epoch} tokens: resumed batch {i} "
                 f"differs from batch {k + 1 + i} of the uninterrupted run. " + (
                     f"Your loader matches {found[0]}." if found else
                     "A new loader given the state must continue the stream exactly where the old one stopped."))
