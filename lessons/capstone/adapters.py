@@ -309,6 +309,53 @@ def run_pass_at_k(n: int, c: int, k: int) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Stage 6 — midtraining: conversations packed into rows, an exact resume, the LR by data progress (after lesson L06).
+# Token ids in, batches and numbers out; no model, no files.
+
+
+def run_mid_loader(convs, B: int, T: int, slot: int = 0, n_slots: int = 1, resume_state=None):
+    """A generator of (inputs, targets, state, progress), forever, for data slot `slot` of `n_slots`. `convs` are
+    rendered conversations, each a pair (ids, mask) as a chat renderer returns them (ids start with BOS). The slot
+    reads conversations slot, slot + n_slots, slot + 2*n_slots, ... (indices modulo len(convs): after the last one
+    it goes round again, the next epoch); its token stream is their ids, concatenated. Each batch is the next
+    B*T+1 tokens of that stream: inputs the first B*T, targets the last B*T, both (B, T) int64; it uses B*T of them
+    (the last target is the next batch's first input). Midtraining trains on every token: the masks are not used.
+    `state` is where the NEXT batch starts, small and JSON-serialisable; a generator started with
+    resume_state=state yields exactly the batches that would have followed. `progress` is (i + 1) / len(convs),
+    where i = slot + j*n_slots (not reduced modulo len(convs)) for the slot's j-th conversation (j = 0, 1, ...)
+    that holds the batch's last target: >= 1 once the slot has read its share of the data."""
+    if REFERENCE:
+        from nanochat.midtrain import packed_batches
+
+        class Rendered:   # the conversations come rendered: the course's loader only has to pack them
+            def render_conversation(self, conversation, max_tokens=None): return conversation
+
+        return packed_batches(convs, Rendered(), B, T, slot, n_slots, "cpu", resume_state)
+    raise NotImplementedError("lessons/capstone/adapters.py: wire run_mid_loader to your packed conversation loader")
+
+
+def run_mid_schedule(data_progress, num_iterations: int = -1, warmdown_ratio: float = 0.2, final_lr_frac: float = 0.0,
+                     start_step: int = 0) -> list[float]:
+    """The LR multiplier of every optimizer step a midtraining run takes, from step `start_step` (a resumed run) on.
+    `data_progress` is an iterator: its next value is the data progress after the next step's batches (the largest
+    progress of the step's micro-batches, already agreed over ranks); take one value per step. With
+    num_iterations <= 0 the run is one epoch: a step's progress is its data progress, and the run stops after the
+    step whose progress reaches 1. With num_iterations > 0 the steps count instead: step i's progress is
+    (i + 1) / num_iterations and the run stops after step num_iterations - 1. The multiplier of a progress p is 1
+    until p = 1 - warmdown_ratio, then linear down to final_lr_frac at p = 1, and final_lr_frac beyond."""
+    if REFERENCE:
+        from nanochat.midtrain import mid_progress, mid_lr_multiplier
+        out, step = [], start_step
+        for p in data_progress:
+            progress, last = mid_progress(p, step, num_iterations)
+            out.append(mid_lr_multiplier(progress, warmdown_ratio, final_lr_frac))
+            if last: return out
+            step += 1
+        return out
+    raise NotImplementedError("lessons/capstone/adapters.py: wire run_mid_schedule to your progress-driven LR schedule")
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Stage 7 — supervised fine-tuning (after lesson L07). Token ids in, tensors out; a small model given by the grader.
 
 
