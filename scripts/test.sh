@@ -37,5 +37,5 @@ fi
 echo "== cargo test (rustbpe)"
 cargo test -q --manifest-path rustbpe/Cargo.toml
 
-echo "== pytest: Python tests, capstone graders (reference mode), every notebook's default tier"
-CAPSTONE_IMPL=reference python -m pytest tests lessons nbs -q -p no:cacheprovider --durations=12
+echo "== pytest: Python tests, capstone graders (course mode), every notebook's default tier"
+CAPSTONE_IMPL=course python -m pytest tests lessons nbs -q -p no:cacheprovider --durations=12

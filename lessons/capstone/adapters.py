@@ -3,12 +3,16 @@
 Write your implementation wherever you like (a module of your own, a notebook exported with nbdev), then make each
 function below call it. Until you do, every test fails with NotImplementedError — that is the starting point.
 
-`CAPSTONE_IMPL=reference pytest lessons` points the adapters at the course's own `nanochat` package instead; CI
-runs it that way so the exercises and their graders can never drift from the reference implementation.
+`CAPSTONE_IMPL=course pytest lessons` points the adapters at the course's own `nanochat` package instead; CI
+runs it that way so the exercises and their graders can never drift from the course's code.
 """
 import os
 
-REFERENCE = os.environ.get("CAPSTONE_IMPL") == "reference"
+_IMPL = os.environ.get("CAPSTONE_IMPL", "")
+if _IMPL not in ("", "course"):
+    raise ValueError(f"CAPSTONE_IMPL={_IMPL!r}: leave it unset to grade your code, or set CAPSTONE_IMPL=course to grade "
+                     "the course's own nanochat package")
+COURSE = _IMPL == "course"
 
 
 def run_train_bpe(text: str, vocab_size: int, pattern: str) -> dict[tuple[int, int], int]:
@@ -16,7 +20,7 @@ def run_train_bpe(text: str, vocab_size: int, pattern: str) -> dict[tuple[int, i
     UTF-8 bytes of each chunk, and repeatedly merge the most frequent adjacent pair (ties: the smaller pair (a, b))
     into a new token id 256, 257, ... until the vocabulary has `vocab_size` tokens or no pair is left.
     Returns the merges as {(a, b): new_id}."""
-    if REFERENCE:
+    if COURSE:
         from nanochat.tokenizer import train_bpe
         return train_bpe(text, vocab_size, pattern)
     raise NotImplementedError("lessons/capstone/adapters.py: wire run_train_bpe to your BPE trainer")
@@ -25,7 +29,7 @@ def run_train_bpe(text: str, vocab_size: int, pattern: str) -> dict[tuple[int, i
 def run_encode(text: str, merges: dict[tuple[int, int], int], pattern: str) -> list[int]:
     """Encode `text` with learned `merges`: split with `pattern`, and in each chunk keep applying the present pair
     that was learned EARLIEST (lowest new id) until no learned pair is left. Returns the token ids."""
-    if REFERENCE:
+    if COURSE:
         from nanochat.tokenizer import bpe_encode
         return bpe_encode(text, merges, pattern)
     raise NotImplementedError("lessons/capstone/adapters.py: wire run_encode to your encoder")
@@ -34,7 +38,7 @@ def run_encode(text: str, merges: dict[tuple[int, int], int], pattern: str) -> l
 def run_decode(ids: list[int], merges: dict[tuple[int, int], int]) -> str:
     """Turn token ids back into text: map every id to its bytes (a merged token's bytes are its two parents'
     bytes concatenated), join them, and decode as UTF-8 with errors="replace"."""
-    if REFERENCE:
+    if COURSE:
         from nanochat.tokenizer import merges_to_ranks
         vocab = {i: b for b, i in merges_to_ranks(merges).items()}
         return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")
@@ -48,7 +52,7 @@ def run_render_conversation(conversation: dict, max_tokens: int, enc) -> tuple[l
     python or python_output). `enc` is a tiktoken.Encoding holding nanochat's 9 special tokens: encode text with
     `enc.encode_ordinary(text)`, get a special token's id with `enc.encode_single_token("<|bos|>")`. Cut both lists
     to `max_tokens`, and leave the input conversation unmodified."""
-    if REFERENCE:
+    if COURSE:
         from nanochat.tokenizer import Tokenizer
         return Tokenizer(enc, "<|bos|>").render_conversation(conversation, max_tokens=max_tokens)
     raise NotImplementedError("lessons/capstone/adapters.py: wire run_render_conversation to your chat renderer")
@@ -62,7 +66,7 @@ def run_rope(x, base: float = 10000.0):
     """Rotary position embedding of `x` (B, T, H, D) at positions 0 .. T-1, nanochat's layout: channel i is paired
     with channel i + D/2 (split-half), pair i turns by the angle pos * base**(-2i/D), and the pair (x1, x2) becomes
     (x1*cos + x2*sin, -x1*sin + x2*cos). Returns a tensor of x's shape and dtype."""
-    if REFERENCE:
+    if COURSE:
         from nanochat.attention import precompute_rotary, apply_rotary
         cos, sin = precompute_rotary(x.size(1), x.size(-1), base=base, device=x.device)
         return apply_rotary(x, cos, sin)
@@ -73,7 +77,7 @@ def run_attention(q, k, v, causal: bool = True):
     """Scaled dot-product attention: q (B, H, T, D), k and v (B, H_kv, T, D) with H a multiple of H_kv (GQA: query
     head h reads kv head h // (H // H_kv)). With `causal`, query i attends to keys 0..i only. Returns (B, H, T, D).
     Write it with matmuls and a softmax: the grader compares it with torch's fused version."""
-    if REFERENCE:
+    if COURSE:
         from nanochat.attention import attention
         return attention(q, k, v, causal=causal)
     raise NotImplementedError("lessons/capstone/adapters.py: wire run_attention to your attention")
@@ -85,7 +89,7 @@ def run_gpt_forward(state_dict: dict, config: dict, idx):
     c_proj.weight, lm_head.weight) for token ids `idx` (B, T) at positions 0 .. T-1. `config` holds sequence_len,
     vocab_size, n_layer, n_head, n_kv_head, n_embd (a checkpoint's meta `model_config`). Build your own model from
     it (or compute the forward pass directly from the tensors). It may be called under torch.autocast."""
-    if REFERENCE:
+    if COURSE:
         import torch
         from nanochat.gpt import GPT, GPTConfig
         with torch.device("meta"): model = GPT(GPTConfig(**config))
@@ -99,7 +103,7 @@ def run_config_from_depth(depth: int, vocab_size: int) -> dict:
     """The model config that `--depth` builds, as the reference's base_train sizes it: a dict with n_layer, n_embd,
     n_head, n_kv_head and vocab_size (sequence_len 2048). Width 64 per layer, heads of about 128 channels; a depth
     whose width cannot be cut into equal, even-sized heads must raise ValueError naming the nearest depths that work."""
-    if REFERENCE:
+    if COURSE:
         from dataclasses import asdict
         from nanochat.gpt import GPTConfig
         return asdict(GPTConfig.from_depth(depth, vocab_size))
@@ -110,7 +114,7 @@ def run_init_weights(config: dict, seed: int) -> dict:
     """The state dict (reference key names, CPU tensors) of a freshly initialised GPT for `config` after
     torch.manual_seed(seed): the same seed must give the reference nanochat's initial weights bit for bit, so the
     random numbers must be drawn in the reference's order."""
-    if REFERENCE:
+    if COURSE:
         import torch
         from nanochat.gpt import GPT, GPTConfig
         torch.manual_seed(seed)
@@ -137,7 +141,7 @@ def make_kv_cache(batch_size: int, num_heads: int, seq_len: int, head_dim: int, 
                                   holds into this cache, into every row when `other` has one row; then
                                   get_pos() == other.get_pos()
       reset()                     forget everything: get_pos() == 0"""
-    if REFERENCE:
+    if COURSE:
         from nanochat.engine import KVCache
         return KVCache(batch_size=batch_size, num_heads=num_heads, seq_len=seq_len, head_dim=head_dim, num_layers=num_layers)
     raise NotImplementedError("lessons/capstone/adapters.py: wire make_kv_cache to your KV cache class")
@@ -152,7 +156,7 @@ def run_newton_schulz(G, steps: int = 5):
     coefficients (a, b, c) = (3.4445, -4.7750, 2.0315), in float32: the result has G's singular vectors and every
     singular value moved towards 1. Normalise G first (its singular values must start in [0, 1]; add 1e-7 to what you
     divide by, so a zero matrix gives zero). Returns a float32 tensor of G's shape."""
-    if REFERENCE:
+    if COURSE:
         import torch
         from nanochat.optim import zeropower_via_newtonschulz
         return zeropower_via_newtonschulz(G, steps=steps, dtype=torch.float32)
@@ -164,7 +168,7 @@ def get_adamw_cls():
     cls(params_or_groups, lr=..., betas=(b1, b2), eps=..., weight_decay=...), whose step() takes no arguments.
     Decoupled weight decay, bias-corrected moments, torch.optim.AdamW's arithmetic; read each group's lr at every
     step (schedules change it)."""
-    if REFERENCE:
+    if COURSE:
         from nanochat.optim import AdamW
         return AdamW
     raise NotImplementedError("lessons/capstone/adapters.py: wire get_adamw_cls to your AdamW class")
@@ -176,7 +180,7 @@ def run_muon_step(W, grad, momentum_buffer, lr: float, momentum: float, nesterov
     the step looks ahead along it; the direction is your Newton–Schulz of that (ns_steps iterations); the step's size
     is lr, times the aspect-ratio factor that makes its effect independent of the matrix's shape (lesson L03).
     You may update W and the buffer in place, but return them."""
-    if REFERENCE:
+    if COURSE:
         import torch
         from nanochat.optim import muon_update
         W, buf = W.clone(), momentum_buffer.clone()
@@ -198,7 +202,7 @@ def run_packed_loader(docs: list[list[int]], bos_id: int, B: int, T: int, resume
     the position in the stream where the NEXT batch starts: small and JSON-serialisable, whatever the number of
     batches so far. Started with resume_state=state, the generator yields exactly the batches that would have
     followed."""
-    if REFERENCE:
+    if COURSE:
         from nanochat.dataloader import distributed_data_loader   # the course's loader, fed the documents as a shard
         return _reference_packed_loader(distributed_data_loader, docs, bos_id, B, T, resume_state)
     raise NotImplementedError("lessons/capstone/adapters.py: wire run_packed_loader to your loader")
@@ -214,7 +218,7 @@ def run_train_steps(model, optimizers, micro_batches, grad_accum: int, start_ste
     linear warm-down to final_lr_frac, as in lesson L04) and the "momentum" of every group that has that key to
     the Muon momentum of the step (0.85 -> 0.95 over 300 steps); then steps every optimizer and zeroes the
     gradients. Returns the mean loss of every step."""
-    if REFERENCE:
+    if COURSE:
         from nanochat.pretrain import accumulate_gradients, set_schedules
         losses = []
         for step in range(start_step, start_step + num_steps):
@@ -261,7 +265,7 @@ def run_extract_answer(text) -> str | None:
     marks and one space), made of an optional minus sign, then digits, dots and commas. Return it as a string
     without its commas and without full stops at its end ("#### 1,234." -> "1234"), or None when there is no such
     number. Never raises: anything that is not a str gives None."""
-    if REFERENCE:
+    if COURSE:
         from nanochat.tasks import extract_answer
         return extract_answer(text)
     raise NotImplementedError("lessons/capstone/adapters.py: wire run_extract_answer to your answer extractor")
@@ -272,7 +276,7 @@ def run_categorical_choice(logits, prompt_lengths: list[int], letter_ids: list[l
     prompt of prompt_lengths[b] tokens (ending with <|assistant_start|>, then padding); letter_ids[b] lists the
     token ids of row b's answer letters. For each row return the index, into letter_ids[b], of the letter the model
     ranks highest as the next token after the prompt."""
-    if REFERENCE:
+    if COURSE:
         # the course's evaluator works on conversations, a tokenizer and a model: hand it stand-ins that replay
         # these logits, and name each letter "row:index" so a letter maps back to its token id and position
         from types import SimpleNamespace
@@ -302,7 +306,7 @@ def run_pass_at_k(n: int, c: int, k: int) -> float:
     """pass@k of one problem estimated from n samples of which c passed: the probability that k samples drawn
     WITHOUT replacement from those n include at least one that passed (the unbiased estimator of the chance that
     k fresh samples include a pass). A float in [0, 1]; raise ValueError unless 0 <= c <= n and 1 <= k <= n."""
-    if REFERENCE:
+    if COURSE:
         from nanochat.chat_eval import pass_at_k
         return pass_at_k(n, c, k)
     raise NotImplementedError("lessons/capstone/adapters.py: wire run_pass_at_k to your pass@k estimator")
@@ -324,7 +328,7 @@ def run_mid_loader(convs, B: int, T: int, slot: int = 0, n_slots: int = 1, resum
     resume_state=state yields exactly the batches that would have followed. `progress` is (i + 1) / len(convs),
     where i = slot + j*n_slots (not reduced modulo len(convs)) for the slot's j-th conversation (j = 0, 1, ...)
     that holds the batch's last target: >= 1 once the slot has read its share of the data."""
-    if REFERENCE:
+    if COURSE:
         from nanochat.midtrain import packed_batches
 
         class Rendered:   # the conversations come rendered: the course's loader only has to pack them
@@ -343,7 +347,7 @@ def run_mid_schedule(data_progress, num_iterations: int = -1, warmdown_ratio: fl
     step whose progress reaches 1. With num_iterations > 0 the steps count instead: step i's progress is
     (i + 1) / num_iterations and the run stops after step num_iterations - 1. The multiplier of a progress p is 1
     until p = 1 - warmdown_ratio, then linear down to final_lr_frac at p = 1, and final_lr_frac beyond."""
-    if REFERENCE:
+    if COURSE:
         from nanochat.midtrain import mid_progress, mid_lr_multiplier
         out, step = [], start_step
         for p in data_progress:
@@ -366,7 +370,7 @@ def run_sft_collate(rows, pad_id: int):
     "assistant_end". Return (inputs, targets), two int64 tensors of shape (B, L-1), L = the longest row: inputs are
     each row's ids without its last token, right-padded with `pad_id`; targets are the ids the model must predict at
     each position where the assistant writes that token, and -1 everywhere else (padding included)."""
-    if REFERENCE:
+    if COURSE:
         from nanochat.sft import collate_sft
         # the course's render_conversation gives these segments this mask (1 = the assistant writes it)
         written = {"bos": 0, "user": 0, "assistant_start": 0, "text": 1, "python": 1, "output": 0, "assistant_end": 1}
@@ -380,7 +384,7 @@ def run_sft_backward(model, micro_batches) -> float:
     above) into `model`'s parameters (.grad; they start at None): call backward once per micro-batch. `model(inputs)`
     returns logits (B, T, V) in float32. The step's loss must weigh every supervised token (target != -1) the same,
     whatever micro-batch it falls in. Return the step's loss as a float."""
-    if REFERENCE:
+    if COURSE:
         from nanochat.sft import sft_backward
         total, n = sft_backward(model, micro_batches)
         return total / max(n, 1)
@@ -396,7 +400,7 @@ def run_rl_targets(sequences: list[list[int]], masks: list[list[int]], pad_id: i
     prompt and on tool output forced into the text. Right-pad every row with `pad_id` to the longest row's length T
     and return (inputs, targets), two int64 tensors (rows, T - 1): inputs = ids[:, :-1]; targets[i, t] = ids[i, t+1]
     where token t+1 of row i was sampled by the policy, else -1 (ignored by the loss)."""
-    if REFERENCE:
+    if COURSE:
         from nanochat.rl import collate
         return collate(sequences, masks, pad_id)
     raise NotImplementedError("lessons/capstone/adapters.py: wire run_rl_targets to your RL collation")
@@ -406,7 +410,7 @@ def run_group_advantages(rewards, group_size: int, std_adv: bool = False):
     """`rewards` (rows,) float: consecutive blocks of `group_size` rows are samples of the same question. Return the
     advantages (rows,): each reward minus the mean reward of its block; with `std_adv`, then divided by the block's
     population standard deviation + 1e-6."""
-    if REFERENCE:
+    if COURSE:
         import torch
         from nanochat.rl import group_advantages
         return torch.cat([group_advantages(g, std_adv).to(rewards.dtype) for g in rewards.split(group_size)])
@@ -418,7 +422,7 @@ def run_pg_loss(logp, targets, advantages, num_tokens: int):
     targets (rows, T) int, -1 where the position is not trained; advantages (rows,); num_tokens: the number of trained
     positions in the whole optimizer step (every micro-batch, every rank). Returns a differentiable scalar:
     −(Σ over trained positions of advantage[row] · logp) / num_tokens."""
-    if REFERENCE:
+    if COURSE:
         from nanochat.rl import pg_loss
         return pg_loss(logp, targets, advantages, num_tokens)[0]
     raise NotImplementedError("lessons/capstone/adapters.py: wire run_pg_loss to your policy-gradient loss")
@@ -433,7 +437,7 @@ def run_score_choices(model, bos_id: int, context: list[int], choices: list[list
     (a LongTensor) to logits (B, T, V); `context` and every `choices[i]` are token ids. Return, per choice, the
     model's average loss (mean cross-entropy, in nats per token) on that choice's tokens when they follow BOS and
     the context. The predicted answer is then the choice with the lowest score."""
-    if REFERENCE:
+    if COURSE:
         from nanochat.evaluate import score_sequences
         seqs = [[bos_id] + list(context) + list(c) for c in choices]
         spans = [(len(s) - len(c), len(s)) for s, c in zip(seqs, choices)]
@@ -452,7 +456,7 @@ def run_stream_text(token_ids: list[int], decode, stop: list[str]) -> list[str]:
     pending tokens decode to text ending in U+FFFD, at most 4 tokens: after that send it as it is); cut the reply
     before the first occurrence of any string in `stop` and send nothing after it; never send text that could still
     be the beginning of a stop string, but send everything else as soon as possible."""
-    if REFERENCE:
+    if COURSE:
         from nanochat.serve import TextStream
         ts = TextStream(decode, stop)
         return [ts.push(t) for t in token_ids] + [ts.finish()]
@@ -464,7 +468,7 @@ def run_ragged_attention(q, k, v, pos):
     row's cache slot, valid at positions 0..pos[b] (the new token's key and value already written at pos[b]) and
     holding garbage after that; pos (B,) int64. H is a multiple of H_kv (query head h uses KV head h // (H // H_kv)).
     Return the attention output (B, H, 1, D), scores scaled by 1/sqrt(D), each row attending only to its own prefix."""
-    if REFERENCE:
+    if COURSE:
         from nanochat.serve import ragged_attention
         return ragged_attention(q, k, v, pos)
     raise NotImplementedError("lessons/capstone/adapters.py: wire run_ragged_attention to your batched decode attention")

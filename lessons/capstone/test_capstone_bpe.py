@@ -1,7 +1,7 @@
 """Capstone stage 1 — byte-level BPE, graded against the Rust trainer and tiktoken; and the chat loss mask.
 
     pytest lessons/capstone -q                        # your implementation (through adapters.py)
-    CAPSTONE_IMPL=reference pytest lessons/capstone   # the course's reference implementation
+    CAPSTONE_IMPL=course pytest lessons/capstone   # the course's own implementation
 
 The oracles: `rustbpe` (the course's Rust trainer) for the merges and `tiktoken` (OpenAI's production encoder,
 loaded with the oracle's merges) for the token ids. When a test fails it tells you where you first disagree and

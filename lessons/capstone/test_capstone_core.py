@@ -1,7 +1,7 @@
 """Capstone stage 9 — CORE's multiple-choice scorer.
 
     pytest lessons/capstone/test_capstone_core.py -q                        # your implementation (adapters.py)
-    CAPSTONE_IMPL=reference pytest lessons/capstone/test_capstone_core.py   # the course's reference implementation
+    CAPSTONE_IMPL=course pytest lessons/capstone/test_capstone_core.py   # the course's own implementation
 
 `run_score_choices(model, bos_id, context, choices)` returns, per choice, the mean cross-entropy (nats per token)
 of the choice's tokens when they follow BOS + context. The oracle is written here from first principles: one

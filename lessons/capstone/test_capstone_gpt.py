@@ -1,7 +1,7 @@
 """Capstone stage 2 — the transformer: RoPE, attention and a whole GPT forward pass.
 
     pytest lessons/capstone/test_capstone_gpt.py -q                        # your implementation (adapters.py)
-    CAPSTONE_IMPL=reference pytest lessons/capstone/test_capstone_gpt.py   # the course's reference implementation
+    CAPSTONE_IMPL=course pytest lessons/capstone/test_capstone_gpt.py   # the course's own implementation
 
 The oracles: RoPE is checked through its defining properties and an independent complex-number formula; attention
 against PyTorch's fused `F.scaled_dot_product_attention`; the depth rule against the reference's sizing rule written

@@ -1,7 +1,7 @@
 """Capstone stage 2 (continued) — the KV cache of the inference engine.
 
     pytest lessons/capstone/test_capstone_kvcache.py -q                        # your cache (adapters.make_kv_cache)
-    CAPSTONE_IMPL=reference pytest lessons/capstone/test_capstone_kvcache.py   # the course's nanochat.engine.KVCache
+    CAPSTONE_IMPL=course pytest lessons/capstone/test_capstone_kvcache.py   # the course's nanochat.engine.KVCache
 
 The oracles: the course's GPT (`nanochat.gpt.GPT`, seeded random weights, grouped-query attention) run once over a
 whole sequence without a cache — its logits are what any correct cache must reproduce when the same tokens arrive

@@ -1,22 +1,21 @@
 """Capstone stage 6 — midtraining: conversations packed into rows, an exact resume, the LR by data progress.
 
     pytest lessons/capstone/test_capstone_mid.py -q                        # your implementation (adapters.py)
-    CAPSTONE_IMPL=reference pytest lessons/capstone/test_capstone_mid.py   # the course's reference implementation
+    CAPSTONE_IMPL=course pytest lessons/capstone/test_capstone_mid.py   # the course's own implementation
 
 The oracles are written out in this file, independently of nanochat: for the loader, the slot's token stream in
 plain Python (batch k is the window of B*T+1 tokens at k*B*T; its progress is the position of the conversation that
 holds the window's last token); for the schedule, the rule of lesson L06 as formulas. When your numbers disagree,
-the grader rebuilds the usual mistakes and names the one your numbers match. The last tests (reference mode only)
+the grader rebuilds the usual mistakes and names the one your numbers match. The last tests (course mode only)
 inject each named mistake into the graders and check that the grader names it.
 """
 import json, os
 import pytest, torch
-from adapters import run_mid_loader, run_mid_schedule
+from adapters import run_mid_loader, run_mid_schedule, COURSE
 from grading import named_matches
 
 torch.set_num_threads(1)
 BOS = 0
-REFERENCE = os.environ.get("CAPSTONE_IMPL") == "reference"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -364,7 +363,7 @@ SCHEDULE_MISTAKES = {"lag": "previous step's progress", "late_stop": "stops one 
                      "step_over_n": "step / num_iterations", "restart": "restarted at the resume"}
 
 
-@pytest.mark.skipif(not REFERENCE, reason="the graders' own check: CAPSTONE_IMPL=reference")
+@pytest.mark.skipif(not COURSE, reason="the graders' own check: CAPSTONE_IMPL=course")
 def test_the_mistake_free_injections_pass():
     "The plain-Python loader and schedule above, without a mistake, pass every check (so the injections below are fair)."
     convs = make_convs()
@@ -372,7 +371,7 @@ def test_the_mistake_free_injections_pass():
     for args in SCHEDULES: check_schedule(mistaken_schedule(None), *args)
 
 
-@pytest.mark.skipif(not REFERENCE, reason="the graders' own check: CAPSTONE_IMPL=reference")
+@pytest.mark.skipif(not COURSE, reason="the graders' own check: CAPSTONE_IMPL=course")
 @pytest.mark.parametrize("mistake", sorted(LOADER_MISTAKES))
 def test_loader_grader_names(mistake):
     convs, loader = make_convs(), mistaken_loader(mistake)
@@ -381,7 +380,7 @@ def test_loader_grader_names(mistake):
     assert LOADER_MISTAKES[mistake] in str(e.value), f"{mistake}: the grader said: {e.value}"
 
 
-@pytest.mark.skipif(not REFERENCE, reason="the graders' own check: CAPSTONE_IMPL=reference")
+@pytest.mark.skipif(not COURSE, reason="the graders' own check: CAPSTONE_IMPL=course")
 @pytest.mark.parametrize("mistake", sorted(SCHEDULE_MISTAKES))
 def test_schedule_grader_names(mistake):
     msgs = []

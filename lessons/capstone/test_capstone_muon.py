@@ -1,7 +1,7 @@
 """Capstone stage 3 — the optimizers: Newton–Schulz, AdamW and Muon.
 
     pytest lessons/capstone/test_capstone_muon.py -q                        # your implementation (adapters.py)
-    CAPSTONE_IMPL=reference pytest lessons/capstone/test_capstone_muon.py   # the course's reference implementation
+    CAPSTONE_IMPL=course pytest lessons/capstone/test_capstone_muon.py   # the course's own implementation
 
 The oracles: for Newton–Schulz, what it must do to singular values and singular vectors (checked with an SVD) and
 nanochat's `zeropower_via_newtonschulz` in fp32; for AdamW, `torch.optim.AdamW`; for Muon, nanochat's `Muon`

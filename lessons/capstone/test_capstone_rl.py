@@ -2,7 +2,7 @@
 advantages, and the normalisation.
 
     pytest lessons/capstone/test_capstone_rl.py -q                        # your implementation (adapters.py)
-    CAPSTONE_IMPL=reference pytest lessons/capstone/test_capstone_rl.py   # the course's reference implementation
+    CAPSTONE_IMPL=course pytest lessons/capstone/test_capstone_rl.py   # the course's own implementation
 
 The oracles are the definitions, written out in float64 loops below (one token at a time), plus autograd: the
 gradient of your loss with respect to each log-probability must be −A_i / N on the tokens the policy sampled and

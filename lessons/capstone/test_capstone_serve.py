@@ -1,7 +1,7 @@
 """Capstone stage 10 — serving: text that is safe to stream, and the attention of a batched decode step.
 
     pytest lessons/capstone/test_capstone_serve.py -q                        # your implementation (adapters.py)
-    CAPSTONE_IMPL=reference pytest lessons/capstone/test_capstone_serve.py   # the course's reference implementation
+    CAPSTONE_IMPL=course pytest lessons/capstone/test_capstone_serve.py   # the course's own implementation
 
 The oracles: for streaming, the properties a client must be able to rely on (the text received is exactly the reply
 cut before its first stop string; no character ever arrives in halves; nothing that later turns out to be part of a

@@ -1,7 +1,7 @@
 """Capstone stage — supervised fine-tuning: the collation of a padded batch and the token-normalised masked loss.
 
     pytest lessons/capstone/test_capstone_sft.py -q                        # your implementation (adapters.py)
-    CAPSTONE_IMPL=reference pytest lessons/capstone/test_capstone_sft.py   # the course's reference implementation
+    CAPSTONE_IMPL=course pytest lessons/capstone/test_capstone_sft.py   # the course's own implementation
 
 The oracles: nanochat's `collate_sft` (on the ids and mask that the course's `render_conversation` rules give the
 segments) and `sft_backward` (the gradient of one optimizer step's loss, normalised by the supervised tokens of the

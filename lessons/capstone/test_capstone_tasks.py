@@ -1,7 +1,7 @@
 """Capstone stage 5 — tasks and evaluation: the GSM8K answer extractor, the categorical scorer, pass@k.
 
     pytest lessons/capstone/test_capstone_tasks.py -q                        # your implementation (adapters.py)
-    CAPSTONE_IMPL=reference pytest lessons/capstone/test_capstone_tasks.py   # the course's reference implementation
+    CAPSTONE_IMPL=course pytest lessons/capstone/test_capstone_tasks.py   # the course's own implementation
 
 The oracles: for the extractor, hand-made solutions and completions (GSM8K's own format, commas, signs, decimals,
 junk) and, on every case, nanochat's `extract_answer`; for the categorical scorer, logits built so that every usual

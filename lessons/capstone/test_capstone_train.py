@@ -1,7 +1,7 @@
 """Capstone stage 4 — pretraining: the loader's exact resume, and the training step.
 
     pytest lessons/capstone/test_capstone_train.py -q                        # your implementation (adapters.py)
-    CAPSTONE_IMPL=reference pytest lessons/capstone/test_capstone_train.py   # the course's reference implementation
+    CAPSTONE_IMPL=course pytest lessons/capstone/test_capstone_train.py   # the course's own implementation
 
 The oracles are written out in this file, independently of nanochat: for the loader, a plain-Python packer (every
 document with BOS in front, one stream, cycled; batch k is the stream's tokens k·B·T .. k·B·T + B·T); for the training
