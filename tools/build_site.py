@@ -111,7 +111,13 @@ def rewrite_links(body, src, pages, missing):
         if p.is_file() and p.suffix not in (".ipynb", ".md"): pages.setdefault(p, None)   # an asset to copy
         new = os.path.relpath(out_path(p), here) + (f"#{frag}" if frag else "")
         return f'{attr}="{html.escape(new)}"'
-    return ATTR.sub(one, body)
+    body = ATTR.sub(one, body)
+    # a guide names its notebooks as code (`nbs/03_gpt.ipynb`): make each name a link to the notebook's page
+    def code(m):
+        nb = NBS / f"{m[3]}.ipynb"
+        if m[1] or nb not in pages: return m[0]
+        return f'<a href="{os.path.relpath(out_path(nb), here)}">{m[0]}</a>'
+    return re.sub(r"(<a [^>]*>)?<code>(nbs/)?([0-9]\w*)(\.ipynb)?</code>", code, body)
 
 
 # ---- rendering --------------------------------------------------------------------------------------------------
@@ -189,12 +195,13 @@ pre { background: var(--code); padding: .7rem .9rem; overflow-x: auto; border-ra
 table { border-collapse: collapse; margin: 1rem 0; display: block; overflow-x: auto; }
 th, td { border: 1px solid var(--line); padding: .3rem .6rem; text-align: left; vertical-align: top; }
 img { max-width: 100%; height: auto; }
+.output_png img { max-width: min(100%, 52rem); }
 math[display="block"] { margin: .8rem 0; }
-.jp-Cell { margin: .6rem 0; }
-.jp-CodeCell .jp-InputArea pre { border-left: 3px solid var(--line); }
-.jp-OutputArea-output pre { background: #fff; border: 1px solid var(--line); max-height: 32rem; }
-.jp-OutputArea-output.jp-RenderedHTMLCommon, .jp-RenderedHTML { overflow-x: auto; }
-.jp-InputPrompt, .jp-OutputPrompt { display: none; }
+.cell { margin: .6rem 0; }
+.input_area pre { border-left: 3px solid var(--line); }
+.output_area pre { background: #fff; border: 1px solid var(--line); max-height: 32rem; }
+.output_html { overflow-x: auto; }
+.prompt { display: none; }
 footer { margin-top: 3rem; color: var(--muted); font-size: 13px; }
 @media (max-width: 800px) { nav.side { position: static; width: auto; border-right: 0; border-bottom: 1px solid var(--line); }
   main { margin-left: 0; padding: 1rem; } }
