@@ -36,7 +36,7 @@ SHORT = {"nbs/index.ipynb": "Home", "lessons/README.md": "Start here: how the le
 def _need(module, extra):
     try: return importlib.import_module(module)
     except ImportError:
-        sys.exit(f"build_site: `{module}` is missing: install the {extra} (pip install -e \".[{extra.split()[0]}]\")")
+        sys.exit(f"build_site: `{module.split('.')[0]}` is missing: install the {extra} (pip install -e \".[{extra.split()[0]}]\")")
 
 
 # ---- the pages and their order --------------------------------------------------------------------------------
@@ -237,6 +237,7 @@ def page(title, nav, body, css_href):
 def build(out):
     "Write the site into `out` (emptied first). Returns the list of pages written (site-relative paths)."
     from pygments.formatters import HtmlFormatter
+    _need("latex2mathml.converter", "docs extra")            # before anything is written
     order = reading_order()
     sources = [s for _, srcs in order for s in srcs]
     pages = dict.fromkeys(sources)          # sources, then the assets their links name (filled while rendering)
