@@ -5,7 +5,7 @@ first heading, every <img> decodes (naturalWidth > 0) and a notebook with saved 
 link of the site points at a file the site has, and the sidebar lists every page. Debian's chromium, driven by
 Playwright (as the UI tests of nbs/10_serving.ipynb do: `bash scripts/setup_browser.sh`).
 
-Slow tier (the build takes ~25 s on 2 cores, the browser ~15 s more): NANOCHAT_TEST_FLAGS=slow (or `site`) runs it:
+Slow tier (the build takes ~15 s on 2 cores, the browser ~20 s more): NANOCHAT_TEST_FLAGS=slow (or `site`) runs it:
     NANOCHAT_TEST_FLAGS=site python -m pytest tests/test_site.py -q
 """
 import importlib.util, json, os, re, time
