@@ -5,8 +5,9 @@ first heading, every <img> decodes (naturalWidth > 0) and a notebook with saved 
 link of the site points at a file the site has, and the sidebar lists every page. Debian's chromium, driven by
 Playwright (as the UI tests of nbs/10_serving.ipynb do: `bash scripts/setup_browser.sh`).
 
-Slow tier (the build takes ~15 s on 2 cores, the browser ~20 s more): NANOCHAT_TEST_FLAGS=slow (or `site`) runs it:
-    NANOCHAT_TEST_FLAGS=site python -m pytest tests/test_site.py -q
+The build and the browser are the slow tier (the build takes ~15 s on 2 cores, the browser ~20 s more):
+    NANOCHAT_TEST_FLAGS=site python -m pytest tests/test_site.py -q        # or NANOCHAT_TEST_FLAGS=slow
+The default tier checks the builder's rules in well under a second: the reading order, math, links.
 """
 import importlib.util, json, os, re, time
 from pathlib import Path
@@ -15,11 +16,38 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = os.environ.get("NANOCHAT_TEST_FLAGS", "").split()
 CHROMIUM = "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not {"slow", "site"} & set(FLAGS),
-                                reason="site build + browser check: NANOCHAT_TEST_FLAGS=site (or slow) runs it")
+site_tier = pytest.mark.skipif(not {"slow", "site"} & set(FLAGS),
+                               reason="site build + browser check: NANOCHAT_TEST_FLAGS=site (or slow) runs it")
 
 spec = importlib.util.spec_from_file_location("build_site", ROOT / "tools" / "build_site.py")
 bs = importlib.util.module_from_spec(spec); spec.loader.exec_module(bs)
+
+
+def test_reading_order_has_every_notebook_once():
+    "A new notebook must get a row of lessons/README.md's lesson table, or the site (and the reader) misses it."
+    srcs = [s for _, srcs in bs.reading_order() for s in srcs]
+    assert len(srcs) == len(set(srcs))
+    assert srcs[0].name == "index.ipynb"
+    assert {p for p in ROOT.glob("nbs/*.ipynb") if not p.name.startswith("_")} == {s for s in srcs if s.suffix == ".ipynb"}
+
+
+def test_math_becomes_mathml_outside_code():
+    pytest.importorskip("latex2mathml", reason="the site needs the docs extra: pip install -e '.[docs]'")
+    out = bs.tex_to_mathml("a $x^2$ b\n$$\\sum_i x_i$$\n`$x$` and a run costs $100 or $1000.")
+    assert out.count("<math") == 2 and 'display="block"' in out
+    assert "`$x$`" in out and "$100 or $1000." in out          # code and prices stay as written
+
+
+def test_links_point_at_pages(tmp_path):
+    src = ROOT / "lessons" / "L10_serving" / "README.md"
+    pages, missing = dict.fromkeys([src, ROOT / "nbs" / "10_serving.ipynb"]), []
+    body = ('<a href="../../nbs/10_serving.ipynb#5">x</a> <img src="ui_phone.png"> <a href="https://example.org">e</a> '
+            '<a href="../../scripts/chat_web.py">s</a> <code>nbs/10_serving.ipynb</code>')
+    out = bs.rewrite_links(body, src, pages, missing)
+    assert 'href="../../10_serving.html#5"' in out and 'src="ui_phone.png"' in out and "https://example.org" in out
+    assert 'data-repo-file="../../scripts/chat_web.py"' in out and missing == ["../../scripts/chat_web.py"]
+    assert '<a href="../../10_serving.html"><code>nbs/10_serving.ipynb</code></a>' in out
+    assert src.parent / "ui_phone.png" in pages                 # the image is copied with the page
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +64,7 @@ def _sources():
     return [s for _, srcs in bs.reading_order() for s in srcs]
 
 
+@site_tier
 def test_every_source_is_a_page(site):
     out, pages = site
     srcs = _sources()
@@ -46,6 +75,7 @@ def test_every_source_is_a_page(site):
     assert guides <= set(srcs), "a lesson guide is missing from the site"
 
 
+@site_tier
 def test_links_resolve(site):
     out, pages = site
     bad = []
@@ -62,6 +92,7 @@ def _has_figures(src):
     return any(k.startswith("image/") for c in nb["cells"] for o in c.get("outputs", []) for k in o.get("data", {}))
 
 
+@site_tier
 def test_pages_in_chromium(site):
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright comes with the test extra: pip install -e '.[test]'")
     if not Path(CHROMIUM).exists(): pytest.skip(f"{CHROMIUM} not found: run `bash scripts/setup_browser.sh`")

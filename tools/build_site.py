@@ -92,6 +92,7 @@ def tex_to_mathml(md):
     return "".join(part if i % 2 else MATH.sub(one, part) for i, part in enumerate(CODE.split(md)))
 
 
+ASSETS = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
 ATTR = re.compile(r'\b(href|src)="([^"]*)"')
 
 
@@ -105,10 +106,10 @@ def rewrite_links(body, src, pages, missing):
         p = (Path(src).parent / target).resolve()
         try: p.relative_to(ROOT)
         except ValueError: p = None
-        if p is None or not p.exists() or (p.suffix in (".ipynb", ".md") and p not in pages):
+        if p is None or not p.is_file() or (p not in pages and p.suffix.lower() not in ASSETS):
             missing.append(url)
             return 'data-repo-file="%s"' % html.escape(url) if attr == "href" else m[0]
-        if p.is_file() and p.suffix not in (".ipynb", ".md"): pages.setdefault(p, None)   # an asset to copy
+        pages.setdefault(p, None)                                               # an image: copied with the pages
         new = os.path.relpath(out_path(p), here) + (f"#{frag}" if frag else "")
         return f'{attr}="{html.escape(new)}"'
     body = ATTR.sub(one, body)
