@@ -48,6 +48,7 @@ def test_links_point_at_pages(tmp_path):
     assert 'data-repo-file="../../scripts/chat_web.py"' in out and missing == ["../../scripts/chat_web.py"]
     assert '<a href="../../10_serving.html"><code>nbs/10_serving.ipynb</code></a>' in out
     assert src.parent / "ui_phone.png" in pages                 # the image is copied with the page
+    assert bs.table_pipes(r"<td><code>#\| slow</code></td><pre>a\|b</pre>") == r"<td><code>#| slow</code></td><pre>a\|b</pre>"
 
 
 @pytest.fixture(scope="module")

@@ -179,6 +179,11 @@ def markdown_body(path):
     return md.markdown2html_mistune(tex_to_mathml(path.read_text()))
 
 
+def table_pipes(body):
+    "GitHub's and Jupyter's tables read `\\|` as a pipe even inside code (`#\\| slow`); mistune keeps the backslash."
+    return re.sub(r"<td>.*?</td>", lambda m: m[0].replace("\\|", "|"), body, flags=re.S)
+
+
 def title_of(path):
     "The page's title: the first '# ' heading of the source (markdown, or a notebook's first markdown cell)."
     text = path.read_text()
@@ -267,7 +272,7 @@ def build(out):
     missing, written = [], []
     for s in sources:
         body = notebook_body(s) if s.suffix == ".ipynb" else markdown_body(s)
-        body = rewrite_links(body, s, pages, missing)
+        body = rewrite_links(table_pipes(body), s, pages, missing)
         dst = out / out_path(s)
         dst.parent.mkdir(parents=True, exist_ok=True)
         css = os.path.relpath("site.css", out_path(s).parent)
