@@ -8,7 +8,8 @@ to the result."""
 # %% auto #0
 __all__ = ['LOSS_NORMS', 'sft_train_mixture', 'sft_val_data', 'render_for_sft', 'collate_sft', 'step_loss_scale', 'sft_backward',
            'get_parser', 'parse_args', 'sft_val_loss', 'sft_setup', 'sft_step_batches', 'sft_train_step',
-           'sft_evaluate', 'sft_save', 'sft_resume', 'train', 'main', 'stream_reply', 'chat_cli_main', 'chat_probe']
+           'sft_evaluate', 'sft_save', 'sft_resume', 'train', 'main', 'stream_reply', 'chat_cli_parser',
+           'load_chat_model', 'chat_cli_main', 'chat_probe']
 
 # %% ../nbs/07_sft.ipynb #8cfef9f2
 import os, sys, json, math, time, argparse
@@ -356,9 +357,9 @@ def stream_reply(engine, tokens, write, max_tokens=256, temperature=0.6, top_k=5
     if not reply or reply[-1] != end: reply.append(end)   # stopped early or by the length limit: close the turn
     return reply
 
-def chat_cli_main(argv=None):
-    "Entry point of `python -m scripts.chat_cli`: an interactive chat (or one reply with -p) with a chat model."
-    argv = list(argv) if argv is not None else None
+# %% ../nbs/07_sft.ipynb #cd9ef3ee
+def chat_cli_parser():
+    "The flags of `python -m scripts.chat_cli`."
     p = argparse.ArgumentParser(prog="python -m scripts.chat_cli", description="Talk to a nanochat model in the terminal. "
                                 "Commands: 'clear' starts a new conversation, 'quit' or 'exit' leaves.")
     p.add_argument("-i", "--source", type=str, default="sft", choices=list(SOURCES), help="which stage's model")
@@ -372,9 +373,10 @@ def chat_cli_main(argv=None):
     p.add_argument("--seed", type=int, default=42, help="sampling seed")
     p.add_argument("--device-type", "--device_type", type=str, default=None, choices=["cuda", "mps", "cpu"], help="default: autodetect")
     p.add_argument("-d", "--dtype", type=str, default=None, choices=["float32", "bfloat16"], help="default: bfloat16 on CUDA")
-    args = p.parse_args(argv)
-    if args.temperature < 0: p.error("--temperature must be >= 0")
-    if args.top_k < 1: p.error("--top-k must be >= 1")
+    return p
+
+def load_chat_model(args):
+    "(model, tokenizer, meta, autocast) for the chat CLI's flags, with a one-line error when the model or its tokenizer is missing."
     device_type = args.device_type or autodetect_device_type()
     _, _, _, _, device = compute_init(device_type)
     dtype = getattr(torch, args.dtype) if args.dtype else get_compute_dtype(device_type)
@@ -385,6 +387,17 @@ def chat_cli_main(argv=None):
         raise FileNotFoundError(f"no {args.source} model in {where}: make one with `{_CLI_PRODUCERS[args.source]}` "
                                 f"(or pick another stage with -i)") from None
     if tokenizer is None: raise FileNotFoundError(f"no tokenizer in {os.path.join(get_base_dir(), 'tokenizer')}: run `python -m scripts.tok_train`")
+    return model, tokenizer, meta, autocast
+
+# %% ../nbs/07_sft.ipynb #6857edf9
+def chat_cli_main(argv=None):
+    "Entry point of `python -m scripts.chat_cli`: an interactive chat (or one reply with -p) with a chat model."
+    argv = list(argv) if argv is not None else None
+    p = chat_cli_parser()
+    args = p.parse_args(argv)
+    if args.temperature < 0: p.error("--temperature must be >= 0")
+    if args.top_k < 1: p.error("--top-k must be >= 1")
+    model, tokenizer, meta, autocast = load_chat_model(args)
     engine, sp = Engine(model, tokenizer), tokenizer.encode_special
     bos = tokenizer.get_bos_token_id()
     colour = sys.stdout.isatty()
