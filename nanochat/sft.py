@@ -7,11 +7,14 @@ to the result."""
 
 # %% auto #0
 __all__ = ['LOSS_NORMS', 'sft_train_mixture', 'sft_val_data', 'render_for_sft', 'collate_sft', 'step_loss_scale', 'sft_backward',
-           'get_parser', 'parse_args', 'sft_val_loss', 'train', 'main', 'stream_reply', 'chat_cli_main', 'chat_probe']
+           'get_parser', 'parse_args', 'sft_val_loss', 'sft_setup', 'sft_step_batches', 'sft_train_step',
+           'sft_evaluate', 'sft_save', 'sft_resume', 'train', 'main', 'stream_reply', 'chat_cli_parser',
+           'load_chat_model', 'chat_cli_main', 'chat_probe']
 
 # %% ../nbs/07_sft.ipynb #8cfef9f2
 import os, sys, json, math, time, argparse
 from dataclasses import asdict
+from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
@@ -44,6 +47,7 @@ def render_for_sft(conversation, tokenizer, max_len):
     cut = len(ids) > max_len + 1
     return ids[:max_len + 1], mask[:max_len + 1], cut
 
+# %% ../nbs/07_sft.ipynb #de9a739d
 def collate_sft(rows, pad_id, device="cpu"):
     """rows: [(ids, mask), ...] -> (inputs, targets), both (B, L-1) int64 with L the longest row. inputs = ids[:-1]
     padded with `pad_id`; targets = ids[1:] where mask[1:] == 1, else -1 (also on padding)."""
@@ -68,6 +72,7 @@ def step_loss_scale(n_local, world_size=1, device="cpu"):
     if world_size > 1: dist.all_reduce(n)
     return world_size / max(int(n.item()), 1), int(n.item())
 
+# %% ../nbs/07_sft.ipynb #64b33120
 def sft_backward(model, batches, world_size=1, device="cpu", loss_norm="step"):
     """Backward of one optimizer step's micro-batches [(inputs, targets), ...] of this rank. loss_norm="step": token
     losses / N, the supervised tokens of the whole step; "reference": each micro-batch's mean over its own supervised
@@ -152,70 +157,138 @@ def _mc_metrics(model, tokenizer, max_problems, batch_size):
     return {name: run_categorical_eval(task, tokenizer, model, batch_size=batch_size, max_problems=max_problems)
             for name, task in (("mmlu_acc", MMLU(subset="all", split="test")), ("arc_easy_acc", ARC(subset="ARC-Easy", split="test")))}
 
-# %% ../nbs/07_sft.ipynb #d1401f49
-def train(args, train_data=None, val_data=None, metrics_fn=None):
-    """Fine-tune with the parsed `args`. `train_data`/`val_data` (indexable conversations) override the mixtures;
-    `metrics_fn(model, tokenizer)` -> {name: value} overrides the MMLU/ARC-Easy accuracy. Returns a summary dict."""
-    wall0 = time.time()
+# %% ../nbs/07_sft.ipynb #c044e7dc
+def sft_setup(args, train_data=None, val_data=None, metrics_fn=None):
+    """Everything a run needs before its first step, in one namespace: the processes, the start model and its
+    tokenizer, the step's geometry (E conversations = B rows × world_size ranks × grad_accum micro-steps), the data,
+    fresh optimizers at the pretraining learning rates × `--init-lr-frac`, and the loop state a checkpoint carries."""
     device_type = args.device_type or autodetect_device_type()
     ddp, rank, local_rank, world_size, device = compute_init(device_type)
-    master = rank == 0
-    autocast = _autocast(device_type, get_compute_dtype(device_type))
     producer = {"base": "python -m scripts.base_train", "mid": "python -m scripts.mid_train"}[args.source]
     model, tokenizer, src_meta = load_start_model(args.source, device, args.model_tag, args.model_step, producer)
     model_tag = args.model_tag or find_largest_model(os.path.join(get_base_dir(), SOURCES[args.source]))
-    checkpoint_dir = os.path.join(get_base_dir(), SOURCES["sft"], model_tag)
-    log_path = os.path.join(checkpoint_dir, "train_log.jsonl")
-    config = model.config
-    T = args.max_seq_len or config.sequence_len
     B, E = args.device_batch_size, args.target_examples_per_step
     if E % (B * world_size):
         fit = max(1, round(E / (B * world_size))) * B * world_size
         raise ValueError(f"--target-examples-per-step={E} is not a multiple of device_batch_size × world_size = {B} × "
                          f"{world_size} = {B * world_size}: use --target-examples-per-step={fit} or change --device-batch-size")
-    grad_accum = E // (B * world_size)
-    slots = data_slots(rank, world_size, grad_accum)
-    pad_id = tokenizer.encode_special("<|assistant_end|>")
-
-    train_data = train_data if train_data is not None else (load_conversations(args.train_data) if args.train_data else sft_train_mixture())
+    r = SimpleNamespace(args=args, device_type=device_type, rank=rank, world_size=world_size, device=device, master=rank == 0,
+                        autocast=_autocast(device_type, get_compute_dtype(device_type)), model=model, tokenizer=tokenizer,
+                        config=model.config, model_tag=model_tag, T=args.max_seq_len or model.config.sequence_len, B=B, E=E,
+                        grad_accum=E // (B * world_size), pad_id=tokenizer.encode_special("<|assistant_end|>"), metrics_fn=metrics_fn,
+                        checkpoint_dir=os.path.join(get_base_dir(), SOURCES["sft"], model_tag))
+    r.slots = data_slots(rank, world_size, r.grad_accum)
+    r.train_data = train_data if train_data is not None else (load_conversations(args.train_data) if args.train_data else sft_train_mixture())
     val_data = val_data if val_data is not None else (load_conversations(args.val_data) if args.val_data else sft_val_data())
-    N = len(train_data)
+    N = len(r.train_data)
     if N == 0: raise ValueError("the SFT mixture is empty: nothing to fine-tune on")
     if len(val_data) == 0: raise ValueError("the validation data is empty")
-    num_iterations = args.num_iterations if args.num_iterations >= 0 else (N // E) * args.num_epochs
-    if num_iterations < 1 and args.num_iterations < 0:
+    r.num_iterations = args.num_iterations if args.num_iterations >= 0 else (N // E) * args.num_epochs
+    if r.num_iterations < 1 and args.num_iterations < 0:
         raise ValueError(f"{N} conversations make no full step of {E}: lower --target-examples-per-step or give --num-iterations")
-    val_rows = [render_for_sft(val_data[i], tokenizer, T)[:2] for i in range(min(args.eval_examples, len(val_data)))]
-    print0(f"SFT {model_tag} from {args.source}: {model.num_params():,} params; {N:,} train conversations, {num_iterations:,} "
-           f"steps of {E} ({B} × {world_size} ranks × {grad_accum} micro-steps), --loss-norm={args.loss_norm}; {len(val_rows)} val conversations")
-
-    optimizers = setup_optimizers(model, unembedding_lr=args.unembedding_lr, embedding_lr=args.embedding_lr,
-                                  matrix_lr=args.matrix_lr, weight_decay=args.weight_decay)
-    for opt in optimizers:
+    r.val_rows = [render_for_sft(val_data[i], tokenizer, r.T)[:2] for i in range(min(args.eval_examples, len(val_data)))]
+    print0(f"SFT {model_tag} from {args.source}: {model.num_params():,} params; {N:,} train conversations, {r.num_iterations:,} "
+           f"steps of {E} ({B} × {world_size} ranks × {r.grad_accum} micro-steps), --loss-norm={args.loss_norm}; {len(r.val_rows)} val conversations")
+    r.optimizers = setup_optimizers(model, unembedding_lr=args.unembedding_lr, embedding_lr=args.embedding_lr,
+                                    matrix_lr=args.matrix_lr, weight_decay=args.weight_decay)
+    for opt in r.optimizers:
         for group in opt.param_groups:
             group["lr"] *= args.init_lr_frac; group["initial_lr"] = group["lr"]
-    for group in optimizers[1].param_groups: group["ns_dtype"] = torch.bfloat16 if device_type == "cuda" else torch.float32
+    for group in r.optimizers[1].param_groups: group["ns_dtype"] = torch.bfloat16 if device_type == "cuda" else torch.float32
+    r.loop = dict(val_loss=None, metrics={}, truncated=0, seen=0, training_time=0.0)
+    return r
 
-    step = 0
-    loop = dict(val_loss=None, metrics={}, truncated=0, seen=0, training_time=0.0)
-    if args.resume:
-        step = find_last_step(checkpoint_dir)
-        model_state, optim_state, meta = load_checkpoint(checkpoint_dir, step, device, load_optimizer=True, rank=rank)
-        if meta["model_config"] != asdict(config) or meta.get("world_size") != world_size or meta.get("grad_accum") != grad_accum:
-            raise ValueError(f"cannot resume {checkpoint_dir} step {step} exactly: it was saved by {meta.get('world_size')} ranks "
-                             f"with {meta.get('grad_accum')} micro-steps; keep the number of ranks and the batch flags")
-        if meta["user_config"].get("loss_norm", "step") != args.loss_norm:
-            raise ValueError(f"cannot resume {checkpoint_dir} step {step} exactly: it was trained with "
-                             f"--loss-norm={meta['user_config'].get('loss_norm', 'step')}, not {args.loss_norm}")
-        model.load_state_dict(model_state, strict=True)
-        for opt, state in zip(optimizers, optim_state): opt.load_state_dict(state)
-        loop = {**loop, **meta["loop_state"]}
-        print0(f"resumed from {checkpoint_dir} step {step}")
-    start_step = step
+# %% ../nbs/07_sft.ipynb #293cafeb
+def sft_step_batches(r, step):
+    """This rank's micro-batches of optimizer step `step`, collated, and how many of their conversations were truncated.
+    Slot s of the step holds conversations step·E + s·B … step·E + s·B + B-1 of the data (wrapping round), whatever the
+    number of ranks; this rank runs the slots `r.slots`."""
+    batches, truncated, N = [], 0, len(r.train_data)
+    for s in r.slots:
+        rows = []
+        for j in range(r.B):
+            ids, mask, cut = render_for_sft(r.train_data[(step * r.E + s * r.B + j) % N], r.tokenizer, r.T)
+            rows.append((ids, mask)); truncated += cut
+        batches.append(collate_sft(rows, r.pad_id, r.device))
+    return batches, truncated
 
-    history, log_file = [], None
-    if master and not args.dry_run:
-        os.makedirs(checkpoint_dir, exist_ok=True)
+# %% ../nbs/07_sft.ipynb #6a9b5fd7
+def sft_train_step(r, step):
+    """One optimizer step: render this rank's micro-batches first (N must be known before any backward), backward with
+    `sft_backward`, the learning rate decayed linearly to 0, the optimizers' step. Returns the step's log record."""
+    t0 = time.time()
+    batches, truncated = sft_step_batches(r, step)
+    with r.autocast: loss_sum, n_tokens = sft_backward(r.model, batches, r.world_size, r.device, r.args.loss_norm)
+    stats = torch.tensor([loss_sum, truncated], dtype=torch.float64, device=r.device if r.world_size > 1 else "cpu")
+    if r.world_size > 1: dist.all_reduce(stats)
+    # the loss the step descends: token-weighted ("step"), or the mean of all ranks' micro-batch means ("reference")
+    train_loss = stats[0].item() / (max(n_tokens, 1) if r.args.loss_norm == "step" else r.grad_accum * r.world_size)
+    lrm = 1.0 - step / r.num_iterations   # linear decay to 0
+    for opt in r.optimizers:
+        for group in opt.param_groups: group["lr"] = group["initial_lr"] * lrm
+    for opt in r.optimizers: opt.step()
+    r.model.zero_grad(set_to_none=True)
+    if r.device_type == "cuda": torch.cuda.synchronize()
+    dt = time.time() - t0
+    r.loop["training_time"] += dt; r.loop["truncated"] += int(stats[1].item()); r.loop["seen"] += r.E
+    if not math.isfinite(train_loss): raise FloatingPointError(f"loss is {train_loss} at step {step}: training diverged")
+    return dict(step=step, train_loss=train_loss, num_tokens=n_tokens, lrm=lrm, dt=dt, tok_per_sec=n_tokens / dt)
+
+# %% ../nbs/07_sft.ipynb #2d1264ae
+def sft_evaluate(r, step, log):
+    "The evaluations due at `step`: the val loss every `--eval-every` steps and at the end, MMLU/ARC-Easy every `--eval-metrics-every`."
+    args, last = r.args, step == r.num_iterations
+    if last or (args.eval_every > 0 and step % args.eval_every == 0):
+        r.model.eval()
+        with r.autocast: r.loop["val_loss"] = sft_val_loss(r.model, r.val_rows, r.B, r.pad_id, r.rank, r.world_size, r.device)
+        r.model.train()
+        print0(f"step {step:05d} | val loss {r.loop['val_loss']:.4f}")
+        log(dict(step=step, val_loss=r.loop["val_loss"]))
+    if (last and args.eval_metrics_every > 0) or (args.eval_metrics_every > 0 and step > 0 and step % args.eval_metrics_every == 0):
+        r.model.eval()
+        with r.autocast:
+            r.loop["metrics"] = (r.metrics_fn(r.model, r.tokenizer) if r.metrics_fn else
+                                 _mc_metrics(r.model, r.tokenizer, args.eval_metrics_max_problems, 2 * r.B))
+        r.model.train()
+        print0(f"step {step:05d} | " + " | ".join(f"{k} {v:.4f}" for k, v in r.loop["metrics"].items()))
+        log(dict(step=step, **r.loop["metrics"]))
+
+def sft_save(r, step):
+    "A checkpoint of `step` with the optimizer shards and the loop state: what `--resume` needs to continue exactly."
+    meta = dict(step=step, val_loss=r.loop["val_loss"], metrics=r.loop["metrics"], model_config=asdict(r.config),
+                user_config=vars(r.args), source=r.args.source, world_size=r.world_size, grad_accum=r.grad_accum,
+                loop_state=r.loop)
+    save_checkpoint(r.checkpoint_dir, step, r.model.state_dict(), [o.state_dict() for o in r.optimizers], meta, r.rank)
+    print0(f"step {step:05d} | saved checkpoint to {r.checkpoint_dir}")
+
+# %% ../nbs/07_sft.ipynb #a518cbff
+def sft_resume(r):
+    """Load the last checkpoint of `r.checkpoint_dir` into the model, the optimizers and the loop state; return its step.
+    Refuses (one line) a checkpoint that another model shape, number of ranks, batch split or `--loss-norm` wrote."""
+    step = find_last_step(r.checkpoint_dir)
+    model_state, optim_state, meta = load_checkpoint(r.checkpoint_dir, step, r.device, load_optimizer=True, rank=r.rank)
+    if meta["model_config"] != asdict(r.config) or meta.get("world_size") != r.world_size or meta.get("grad_accum") != r.grad_accum:
+        raise ValueError(f"cannot resume {r.checkpoint_dir} step {step} exactly: it was saved by {meta.get('world_size')} ranks "
+                         f"with {meta.get('grad_accum')} micro-steps; keep the number of ranks and the batch flags")
+    if meta["user_config"].get("loss_norm", "step") != r.args.loss_norm:
+        raise ValueError(f"cannot resume {r.checkpoint_dir} step {step} exactly: it was trained with "
+                         f"--loss-norm={meta['user_config'].get('loss_norm', 'step')}, not {r.args.loss_norm}")
+    r.model.load_state_dict(model_state, strict=True)
+    for opt, state in zip(r.optimizers, optim_state): opt.load_state_dict(state)
+    r.loop = {**r.loop, **meta["loop_state"]}
+    print0(f"resumed from {r.checkpoint_dir} step {step}")
+    return step
+
+# %% ../nbs/07_sft.ipynb #d1401f49
+def train(args, train_data=None, val_data=None, metrics_fn=None):
+    """Fine-tune with the parsed `args`. `train_data`/`val_data` (indexable conversations) override the mixtures;
+    `metrics_fn(model, tokenizer)` -> {name: value} overrides the MMLU/ARC-Easy accuracy. Returns a summary dict."""
+    wall0 = time.time()
+    r = sft_setup(args, train_data, val_data, metrics_fn)
+    step = start_step = sft_resume(r) if args.resume else 0
+    log_path, log_file, history = os.path.join(r.checkpoint_dir, "train_log.jsonl"), None, []
+    if r.master and not args.dry_run:   # a resumed run keeps the records of the steps before its checkpoint
+        os.makedirs(r.checkpoint_dir, exist_ok=True)
         kept = []
         if args.resume and os.path.exists(log_path):
             with open(log_path) as f: kept = [l for l in f if json.loads(l)["step"] < start_step]
@@ -224,74 +297,33 @@ def train(args, train_data=None, val_data=None, metrics_fn=None):
         if log_file is not None: log_file.write(json.dumps(rec) + "\n"); log_file.flush()
 
     while True:
-        last = step == num_iterations
-        if last or (args.eval_every > 0 and step % args.eval_every == 0):
-            model.eval()
-            with autocast: loop["val_loss"] = sft_val_loss(model, val_rows, B, pad_id, rank, world_size, device)
-            model.train()
-            print0(f"step {step:05d} | val loss {loop['val_loss']:.4f}")
-            log(dict(step=step, val_loss=loop["val_loss"]))
-        if (last and args.eval_metrics_every > 0) or (args.eval_metrics_every > 0 and step > 0 and step % args.eval_metrics_every == 0):
-            model.eval()
-            with autocast:
-                loop["metrics"] = (metrics_fn(model, tokenizer) if metrics_fn else
-                                   _mc_metrics(model, tokenizer, args.eval_metrics_max_problems, 2 * B))
-            model.train()
-            print0(f"step {step:05d} | " + " | ".join(f"{k} {v:.4f}" for k, v in loop["metrics"].items()))
-            log(dict(step=step, **loop["metrics"]))
+        last = step == r.num_iterations
+        sft_evaluate(r, step, log)
         if (not args.dry_run and (last or (args.save_every > 0 and step > 0 and step % args.save_every == 0))
-                and not (args.resume and step == start_step)):
-            meta = dict(step=step, val_loss=loop["val_loss"], metrics=loop["metrics"], model_config=asdict(config),
-                        user_config=vars(args), source=args.source, world_size=world_size, grad_accum=grad_accum,
-                        loop_state=loop)
-            save_checkpoint(checkpoint_dir, step, model.state_dict(), [o.state_dict() for o in optimizers], meta, rank)
-            print0(f"step {step:05d} | saved checkpoint to {checkpoint_dir}")
+                and not (args.resume and step == start_step)): sft_save(r, step)
         if last: break
-
-        t0 = time.time()
-        batches, truncated = [], 0
-        for s in slots:   # render this rank's micro-batches of the step first: N must be known before any backward
-            rows = []
-            for j in range(B):
-                ids, mask, cut = render_for_sft(train_data[(step * E + s * B + j) % N], tokenizer, T)
-                rows.append((ids, mask)); truncated += cut
-            batches.append(collate_sft(rows, pad_id, device))
-        with autocast: loss_sum, n_tokens = sft_backward(model, batches, world_size, device, args.loss_norm)
-        stats = torch.tensor([loss_sum, truncated], dtype=torch.float64, device=device if world_size > 1 else "cpu")
-        if world_size > 1: dist.all_reduce(stats)
-        # the loss the step descends: token-weighted ("step"), or the mean of all ranks' micro-batch means ("reference")
-        train_loss = stats[0].item() / (max(n_tokens, 1) if args.loss_norm == "step" else grad_accum * world_size)
-        truncated = int(stats[1].item())
-        lrm = 1.0 - step / num_iterations   # linear decay to 0
-        for opt in optimizers:
-            for group in opt.param_groups: group["lr"] = group["initial_lr"] * lrm
-        for opt in optimizers: opt.step()
-        model.zero_grad(set_to_none=True)
-        if device_type == "cuda": torch.cuda.synchronize()
-        dt = time.time() - t0
+        rec = sft_train_step(r, step)
         step += 1
-        loop["training_time"] += dt; loop["truncated"] += truncated; loop["seen"] += E
-        if not math.isfinite(train_loss): raise FloatingPointError(f"loss is {train_loss} at step {step - 1}: training diverged")
-        rec = dict(step=step - 1, train_loss=train_loss, num_tokens=n_tokens, lrm=lrm, dt=dt, tok_per_sec=n_tokens / dt)
         history.append(rec); log(rec)
-        if step % args.log_every == 0 or step == num_iterations:
-            print0(f"step {step - 1:05d}/{num_iterations:05d} | loss {train_loss:.4f} | supervised tokens {n_tokens:,} | "
-                   f"lrm {lrm:.3f} | dt {dt * 1000:.0f}ms")
+        if step % args.log_every == 0 or step == r.num_iterations:
+            print0(f"step {step - 1:05d}/{r.num_iterations:05d} | loss {rec['train_loss']:.4f} | supervised tokens "
+                   f"{rec['num_tokens']:,} | lrm {rec['lrm']:.3f} | dt {rec['dt'] * 1000:.0f}ms")
 
+    loop = r.loop
     if loop["truncated"]:
-        print0(f"note: {loop['truncated']:,} of {loop['seen']:,} training conversations were longer than {T} tokens and were truncated")
+        print0(f"note: {loop['truncated']:,} of {loop['seen']:,} training conversations were longer than {r.T} tokens and were truncated")
     wall = time.time() - wall0
-    if device_type == "cuda": print0(f"peak memory: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB")
+    if r.device_type == "cuda": print0(f"peak memory: {torch.cuda.max_memory_allocated(r.device) / 2**30:.2f} GiB")
     print0(f"done: {step} steps, val loss {loop['val_loss']:.4f}, wall {wall:.1f}s")
     if log_file is not None: log_file.close()
-    if master and not args.dry_run:
+    if r.master and not args.dry_run:
         get_report().log(section="Chat SFT", data=[vars(args), {
-            "Training rows": N, "Number of iterations": step, "DDP world size": world_size,
+            "Training rows": len(r.train_data), "Number of iterations": step, "DDP world size": r.world_size,
             "Training loss": history[-1]["train_loss"] if history else None, "Validation loss": loop["val_loss"],
             "Truncated conversations": loop["truncated"], **{k.replace("_acc", " accuracy"): v for k, v in loop["metrics"].items()}}])
     compute_cleanup()
     return dict(history=history, val_loss=loop["val_loss"], metrics=loop["metrics"], step=step, truncated=loop["truncated"],
-                checkpoint_dir=checkpoint_dir, wall_time=wall)
+                checkpoint_dir=r.checkpoint_dir, wall_time=wall)
 
 def main(argv=None):
     "Entry point of `python -m scripts.chat_sft` / `torchrun ... -m scripts.chat_sft -- ...`."
@@ -325,9 +357,9 @@ def stream_reply(engine, tokens, write, max_tokens=256, temperature=0.6, top_k=5
     if not reply or reply[-1] != end: reply.append(end)   # stopped early or by the length limit: close the turn
     return reply
 
-def chat_cli_main(argv=None):
-    "Entry point of `python -m scripts.chat_cli`: an interactive chat (or one reply with -p) with a chat model."
-    argv = list(argv) if argv is not None else None
+# %% ../nbs/07_sft.ipynb #cd9ef3ee
+def chat_cli_parser():
+    "The flags of `python -m scripts.chat_cli`."
     p = argparse.ArgumentParser(prog="python -m scripts.chat_cli", description="Talk to a nanochat model in the terminal. "
                                 "Commands: 'clear' starts a new conversation, 'quit' or 'exit' leaves.")
     p.add_argument("-i", "--source", type=str, default="sft", choices=list(SOURCES), help="which stage's model")
@@ -341,9 +373,10 @@ def chat_cli_main(argv=None):
     p.add_argument("--seed", type=int, default=42, help="sampling seed")
     p.add_argument("--device-type", "--device_type", type=str, default=None, choices=["cuda", "mps", "cpu"], help="default: autodetect")
     p.add_argument("-d", "--dtype", type=str, default=None, choices=["float32", "bfloat16"], help="default: bfloat16 on CUDA")
-    args = p.parse_args(argv)
-    if args.temperature < 0: p.error("--temperature must be >= 0")
-    if args.top_k < 1: p.error("--top-k must be >= 1")
+    return p
+
+def load_chat_model(args):
+    "(model, tokenizer, meta, autocast) for the chat CLI's flags, with a one-line error when the model or its tokenizer is missing."
     device_type = args.device_type or autodetect_device_type()
     _, _, _, _, device = compute_init(device_type)
     dtype = getattr(torch, args.dtype) if args.dtype else get_compute_dtype(device_type)
@@ -354,6 +387,17 @@ def chat_cli_main(argv=None):
         raise FileNotFoundError(f"no {args.source} model in {where}: make one with `{_CLI_PRODUCERS[args.source]}` "
                                 f"(or pick another stage with -i)") from None
     if tokenizer is None: raise FileNotFoundError(f"no tokenizer in {os.path.join(get_base_dir(), 'tokenizer')}: run `python -m scripts.tok_train`")
+    return model, tokenizer, meta, autocast
+
+# %% ../nbs/07_sft.ipynb #6857edf9
+def chat_cli_main(argv=None):
+    "Entry point of `python -m scripts.chat_cli`: an interactive chat (or one reply with -p) with a chat model."
+    argv = list(argv) if argv is not None else None
+    p = chat_cli_parser()
+    args = p.parse_args(argv)
+    if args.temperature < 0: p.error("--temperature must be >= 0")
+    if args.top_k < 1: p.error("--top-k must be >= 1")
+    model, tokenizer, meta, autocast = load_chat_model(args)
     engine, sp = Engine(model, tokenizer), tokenizer.encode_special
     bos = tokenizer.get_bos_token_id()
     colour = sys.stdout.isatty()
