@@ -82,18 +82,6 @@ class CausalSelfAttention(nn.Module):
         self.c_v = nn.Linear(C, self.n_kv_head * D, bias=False)
         self.c_proj = nn.Linear(C, C, bias=False)
 
-    def forward(self, x, cos_sin, kv_cache=None):
-        "Causal self-attention of x (B, T, C) with RoPE tables cos_sin; -> (B, T, C). (No KV cache yet.)"
-        B, T, C = x.size()
-        q = self.c_q(x).view(B, T, self.n_head, self.head_dim)
-        k = self.c_k(x).view(B, T, self.n_kv_head, self.head_dim)
-        v = self.c_v(x).view(B, T, self.n_kv_head, self.head_dim)
-        cos, sin = cos_sin
-        q, k = rms_norm(apply_rotary(q, cos, sin)), rms_norm(apply_rotary(k, cos, sin))  # RoPE, then QK-norm
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)               # (B, heads, T, D)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv_head != self.n_head)
-        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, -1))   # heads glued back: (B, T, C)
-
 # %% ../nbs/03_gpt.ipynb #eef994c1
 class Block(nn.Module):
     def __init__(self, config, layer_idx):
@@ -194,18 +182,6 @@ def init_weights(self: GPT):
     self.init_rotary()
     if self.get_device().type == "cuda":
         self.transformer.wte.to(dtype=torch.bfloat16)   # halves the embedding's memory (and its optimizer state)
-
-# %% ../nbs/03_gpt.ipynb #3c04d256
-@patch
-def forward(self: GPT, idx, targets=None, kv_cache=None, loss_reduction="mean"):
-    "Logits (B, T, vocab_size), fp32 and soft-capped, for token ids idx (B, T). (No loss, no cache yet.)"
-    T = idx.size(1)
-    cos_sin = self.cos[:, :T], self.sin[:, :T]
-    x = rms_norm(self.transformer.wte(idx))
-    for block in self.transformer.h:
-        x = block(x, cos_sin)
-    logits = self.lm_head(rms_norm(x)).float()                  # fp32 BEFORE the soft cap
-    return self.softcap * torch.tanh(logits / self.softcap)
 
 # %% ../nbs/03_gpt.ipynb #e6c4e555
 class _SoftcapCrossEntropy(torch.autograd.Function):

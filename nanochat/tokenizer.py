@@ -102,17 +102,10 @@ class Tokenizer:
         enc = tiktoken.Encoding(name=name, pat_str=pattern, mergeable_ranks=mergeable_ranks, special_tokens=specials)
         return cls(enc, "<|bos|>")
 
-    def encode(self, text): return self.enc.encode_ordinary(text)  # grows batches and prepend/append below
-    def decode(self, ids): return self.enc.decode(ids)
     def get_vocab_size(self): return self.enc.n_vocab
     def __repr__(self): return f"Tokenizer({self.enc.name!r}, vocab_size={self.get_vocab_size()})"
 
 # %% ../nbs/01_tokenizer.ipynb #d0dd73aa
-@patch
-def encode_special(self: Tokenizer, name):
-    "The id of a special token, e.g. '<|assistant_end|>'."
-    return self._special_ids[name]
-
 @patch
 def get_special_tokens(self: Tokenizer): return sorted(self._special_ids, key=self._special_ids.get)  # names, in id order
 @patch
@@ -122,12 +115,8 @@ def id_to_token(self: Tokenizer, id): return self.decode([id])
 
 # %% ../nbs/01_tokenizer.ipynb #19de0fef
 @patch
-def _as_id(self: Tokenizer, tok, what):
-    return self.encode_special(tok) if isinstance(tok, str) else tok
-
-@patch
-def encode(self: Tokenizer, text, prepend=None, append=None, num_threads=8):
-    "str -> list of ids; list[str] -> list of lists (threaded). Special-token text in `text` stays plain text."
+def _encode_ids(self: Tokenizer, text, prepend=None, append=None, num_threads=8):
+    "The core of `encode`, with no checks of `text`: str -> list of ids; list[str] -> list of lists (threaded)."
     pre = [] if prepend is None else [self._as_id(prepend, "prepend")]
     app = [] if append is None else [self._as_id(append, "append")]
     if isinstance(text, str): return pre + self.enc.encode_ordinary(text) + app
@@ -138,8 +127,8 @@ def __call__(self: Tokenizer, *args, **kwargs): return self.encode(*args, **kwar
 
 # %% ../nbs/01_tokenizer.ipynb #22397bd0
 @patch(cls_method=True)
-def train_from_iterator(cls: Tokenizer, text_iterator, vocab_size):
-    "Train on an iterable of strings; `vocab_size` counts bytes + merges + the 9 special tokens."
+def _train_rustbpe(cls: Tokenizer, text_iterator, vocab_size):
+    "The core of `train_from_iterator`, with no checks: rustbpe learns `vocab_size - 9` tokens, then the 9 specials."
     import rustbpe
     if isinstance(text_iterator, str): text_iterator = [text_iterator]  # one document, not one per character
     trainer = rustbpe.Tokenizer()
@@ -174,27 +163,20 @@ def save(self: Tokenizer, tokenizer_dir):
     atomic_torch_save(token_bytes, os.path.join(tokenizer_dir, "token_bytes.pt"))
     return tokenizer_dir
 
-@patch(cls_method=True)
-def from_directory(cls: Tokenizer, tokenizer_dir):
-    "Load `tokenizer.pkl` (a pickled tiktoken.Encoding) written by `save` or by the reference nanochat."
-    with open(os.path.join(tokenizer_dir, "tokenizer.pkl"), "rb") as f: enc = pickle.load(f)
-    return cls(enc, "<|bos|>" if "<|bos|>" in enc.special_tokens_set else "<|endoftext|>")
-
 def get_tokenizer(base_dir=None):
     "The tokenizer trained by scripts.tok_train, from <base_dir>/tokenizer."
     return Tokenizer.from_directory(os.path.join(base_dir or get_base_dir(), "tokenizer"))
 
+_DEVICE_NAME = regex.compile(r"(cpu|cuda|mps|meta|xpu)(:\d+)?")
+
 def get_token_bytes(tokenizer_dir=None, device="cpu"):
-    "int32 tensor (vocab_size,): UTF-8 bytes per token id, 0 for special tokens (for bits per byte)."
+    "int32 tensor (vocab_size,): UTF-8 bytes per token id, 0 for special tokens; `get_token_bytes(device)` works too."
+    if isinstance(tokenizer_dir, torch.device) or (isinstance(tokenizer_dir, str) and _DEVICE_NAME.fullmatch(tokenizer_dir)
+                                                   and not os.path.isdir(tokenizer_dir)):
+        tokenizer_dir, device = None, tokenizer_dir   # the reference's call, see section 11
     path = os.path.join(tokenizer_dir or os.path.join(get_base_dir(), "tokenizer"), "token_bytes.pt")
     if not os.path.isfile(path): raise FileNotFoundError(f"{path} not found: {_HOW_TO_TRAIN}")
     return torch.load(path, map_location=device)
-
-# %% ../nbs/01_tokenizer.ipynb #bd36ec22
-@patch
-def _check_conversation(self: Tokenizer, conversation):
-    "The messages of a conversation (section 10 of the notebook replaces this with a validating version)."
-    return conversation["messages"]
 
 # %% ../nbs/01_tokenizer.ipynb #2e2f2e7b
 @patch
@@ -231,8 +213,8 @@ def render_conversation(self: Tokenizer, conversation, max_tokens=2048):
 
 # %% ../nbs/01_tokenizer.ipynb #aeb12843
 @patch
-def render_for_completion(self: Tokenizer, conversation):
-    "Prompt ids for generation: the conversation minus its last (assistant) message, then <|assistant_start|>."
+def _render_prompt(self: Tokenizer, conversation):
+    "The core of `render_for_completion`: the conversation minus its last message, rendered, then <|assistant_start|>."
     ids, _ = self.render_conversation({**conversation, "messages": conversation["messages"][:-1]})
     return ids + [self.encode_special("<|assistant_start|>")]
 
@@ -267,7 +249,6 @@ def _as_id(self: Tokenizer, tok, what):
     if isinstance(tok, int) and 0 <= tok < self.enc.n_vocab: return tok
     raise ValueError(f"{what} must be a special-token name or a token id in [0, {self.enc.n_vocab}), got {tok!r}")
 
-_encode_unchecked = Tokenizer.encode
 @patch
 def encode(self: Tokenizer, text, prepend=None, append=None, num_threads=8):
     "str -> list of ids; list[str] -> list of lists (threaded). Special-token text in `text` stays plain text."
@@ -275,7 +256,7 @@ def encode(self: Tokenizer, text, prepend=None, append=None, num_threads=8):
         for i, t in enumerate(text):
             if not isinstance(t, str): raise TypeError(f"encode: item {i} of the batch is a {type(t).__name__}, expected str")
     elif not isinstance(text, str): raise TypeError(f"encode expects a str or a list of str, got {type(text).__name__}")
-    return _encode_unchecked(self, text, prepend, append, num_threads)
+    return self._encode_ids(text, prepend, append, num_threads)
 
 # %% ../nbs/01_tokenizer.ipynb #efff0db2
 @patch
@@ -297,7 +278,6 @@ def _is_used(self: Tokenizer, i):
     except KeyError: return False
 
 # %% ../nbs/01_tokenizer.ipynb #0cc3fead
-_train_unchecked = Tokenizer.train_from_iterator.__func__
 @patch(cls_method=True)
 def train_from_iterator(cls: Tokenizer, text_iterator, vocab_size):
     "Train on an iterable of strings; `vocab_size` counts bytes + merges + the 9 special tokens."
@@ -310,7 +290,7 @@ def train_from_iterator(cls: Tokenizer, text_iterator, vocab_size):
         raise ImportError("the Rust BPE trainer `rustbpe` is not built: run `pip install -e .` in the repo root") from None
     with warnings.catch_warnings():  # running out of pairs is reported just below, as an error
         warnings.simplefilter("ignore", UserWarning)
-        tok = _train_unchecked(cls, text_iterator, vocab_size)
+        tok = cls._train_rustbpe(text_iterator, vocab_size)
     if tok.get_vocab_size() < vocab_size:
         raise ValueError(f"the training text only supports {tok.get_vocab_size() - len(SPECIAL_TOKENS) - 256} merges, but "
                          f"vocab_size={vocab_size} needs {n_ranks - 256}: give more text or a smaller vocab_size")
@@ -368,23 +348,14 @@ def _check_conversation(self: Tokenizer, conversation):
     return msgs
 
 # %% ../nbs/01_tokenizer.ipynb #161b0dda
-_render_for_completion_unchecked = Tokenizer.render_for_completion
 @patch
 def render_for_completion(self: Tokenizer, conversation):
     "Prompt ids for generation: the conversation minus its last (assistant) message, then <|assistant_start|>."
     msgs = conversation.get("messages") if isinstance(conversation, dict) else None
     if not msgs or not isinstance(msgs[-1], dict) or msgs[-1].get("role") != "assistant":
         raise ValueError("render_for_completion needs a conversation whose last message is the assistant's (it is dropped)")
-    return _render_for_completion_unchecked(self, conversation)
+    return self._render_prompt(conversation)
 
 # %% ../nbs/01_tokenizer.ipynb #a3fbef2c
 RustBPETokenizer = Tokenizer  # the reference's name for the same class
 
-_DEVICE_NAME = regex.compile(r"(cpu|cuda|mps|meta|xpu)(:\d+)?")
-_get_token_bytes_from_dir = get_token_bytes
-def get_token_bytes(tokenizer_dir=None, device="cpu"):
-    "int32 tensor (vocab_size,): UTF-8 bytes per token id, 0 for special tokens; `get_token_bytes(device)` works too."
-    if isinstance(tokenizer_dir, torch.device) or (isinstance(tokenizer_dir, str) and _DEVICE_NAME.fullmatch(tokenizer_dir)
-                                                   and not os.path.isdir(tokenizer_dir)):
-        tokenizer_dir, device = None, tokenizer_dir
-    return _get_token_bytes_from_dir(tokenizer_dir, device)
