@@ -7,7 +7,7 @@ test shows the difference cannot move a number, or that upstream's behaviour is 
 import inspect, random, re
 import pytest
 import torch
-from nanochat import tasks as T
+from nanochat import tasks as T, task_data as D
 from nanochat.chat_eval import (run_categorical_eval, run_generative_eval, chatcore, parse_args, make_task, CHAT_TASKS,
                                 CHATCORE_BASELINES)
 from nanochat.engine import Engine
@@ -333,9 +333,9 @@ def test_spellingbee_draws_the_reference_word_and_letter(split):
 def test_hub_word_list_is_the_file_in_order(monkeypatch, tmp_path):
     monkeypatch.setenv("NANOCHAT_TASKS", "hub")
     (tmp_path / "words_alpha.txt").write_text("pear\r\napple\na\n\ncherry\n", encoding="utf-8")
-    T._WORDS.pop("hub", None)
+    D._WORDS.pop("hub", None)
     try: assert T.word_list() == ["pear", "apple", "a", "cherry"]   # upstream: each line stripped, file order
-    finally: T._WORDS.pop("hub", None)
+    finally: D._WORDS.pop("hub", None)
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 malformed files, slicing arguments. The lessons (and the data-size checks) are in nbs/05b_tasks.ipynb."""
 import importlib.util, random, subprocess, sys
 import pytest
-from nanochat import tasks as T
+from nanochat import tasks as T, task_data as D
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch, tmp_path):
@@ -107,7 +107,13 @@ def test_hub_code_paths(monkeypatch, tmp_path):
     st = T.SmolTalk("test")
     assert len(st) == 2 and st[0]["messages"][0]["role"] == "system"
     words = tmp_path / "words_alpha.txt"
-    monkeypatch.setattr(T, "download_file", lambda url, path: path.write_text("pear\napple\na\ncherry\n"))
-    T._WORDS.pop("hub", None)
+    monkeypatch.setattr(D, "download_file", lambda url, path: path.write_text("pear\napple\na\ncherry\n"))
+    D._WORDS.pop("hub", None)
     assert T.word_list() == ["pear", "apple", "a", "cherry"] and words.exists()   # upstream's reading: every line, in file order
     assert T.SpellingBee(size=3)[0]["messages"][0]["content"]
+
+
+def test_tasks_reexports_task_data():
+    "The data sources live in nanochat.task_data; every public name of it is still `from nanochat.tasks import X`able."
+    assert set(D.__all__) <= set(T.__all__)
+    for name in D.__all__: assert getattr(T, name) is getattr(D, name), name
