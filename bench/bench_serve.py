@@ -48,7 +48,8 @@ def percentile(xs, q):
 # ---- the server process ----
 def serve(args):
     import uvicorn
-    from nanochat.serve import Scheduler, make_app
+    from nanochat.serve import Scheduler
+    from nanochat.api import make_app
     torch.set_num_threads(args.threads)
     model, tok = build(args.depth, args.vocab, args.seq_len, args.device)
     amp = torch.bfloat16 if args.device == "cuda" else None
@@ -87,7 +88,7 @@ def run_http(args, max_batch):
            "--device", args.device, "--threads", str(args.threads)]
     proc = subprocess.Popen(cmd)
     try:
-        from nanochat.serve import wait_ready
+        from nanochat.api import wait_ready
         wait_ready(f"http://127.0.0.1:{port}", timeout=300)
         asyncio.run(http_level(f"http://127.0.0.1:{port}", 1, argparse.Namespace(**{**vars(args), "requests": 1})))  # warm-up
         return {c: asyncio.run(http_level(f"http://127.0.0.1:{port}", c, args)) for c in args.concurrency}

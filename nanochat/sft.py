@@ -8,11 +8,10 @@ to the result."""
 # %% auto #0
 __all__ = ['LOSS_NORMS', 'sft_train_mixture', 'sft_val_data', 'render_for_sft', 'collate_sft', 'step_loss_scale', 'sft_backward',
            'get_parser', 'parse_args', 'sft_val_loss', 'sft_setup', 'sft_step_batches', 'sft_train_step',
-           'sft_evaluate', 'sft_save', 'sft_resume', 'train', 'main', 'stream_reply', 'chat_cli_parser',
-           'load_chat_model', 'chat_cli_main', 'chat_probe']
+           'sft_evaluate', 'sft_save', 'sft_resume', 'train', 'main', 'chat_probe']
 
 # %% ../nbs/07_sft.ipynb #8cfef9f2
-import os, sys, json, math, time, argparse
+import os, json, math, time, argparse
 from dataclasses import asdict
 from types import SimpleNamespace
 
@@ -20,9 +19,9 @@ import torch
 import torch.distributed as dist
 
 from .common import compute_init, compute_cleanup, print0, get_base_dir, autodetect_device_type, get_compute_dtype
-from .checkpoint import save_checkpoint, load_checkpoint, find_last_step, find_largest_model, load_model, SOURCES
+from .checkpoint import save_checkpoint, load_checkpoint, find_last_step, find_largest_model, SOURCES
 from .optim import setup_optimizers
-from .engine import Engine, TextStream
+from .engine import Engine
 from .report import get_report
 from .pretrain import data_slots, _autocast
 from .midtrain import load_conversations, load_start_model
@@ -328,109 +327,6 @@ def train(args, train_data=None, val_data=None, metrics_fn=None):
 def main(argv=None):
     "Entry point of `python -m scripts.chat_sft` / `torchrun ... -m scripts.chat_sft -- ...`."
     return train(parse_args(argv))
-
-# %% ../nbs/07_sft.ipynb #8b500eb0
-_CLI_PRODUCERS = {"base": "python -m scripts.base_train", "mid": "python -m scripts.mid_train",
-                  "sft": "python -m scripts.chat_sft", "rl": "python -m scripts.chat_rl"}
-
-def stream_reply(engine, tokens, write, max_tokens=256, temperature=0.6, top_k=50, seed=42, colour=False):
-    """Generate the assistant's reply to the conversation `tokens` (ending with <|assistant_start|>), calling
-    write(text) as text becomes available. Returns the reply's tokens, always ending with <|assistant_end|>."""
-    tk = engine.tokenizer
-    sp = tk.encode_special
-    end, py0, py1, out0, out1 = (sp(n) for n in ("<|assistant_end|>", "<|python_start|>", "<|python_end|>",
-                                                 "<|output_start|>", "<|output_end|>"))
-    on, off = ("\033[36m", "\033[0m") if colour else ("", "")
-    # a tiny model sometimes starts writing the user's next turn: that ends the reply (it is never printed)
-    turn_over = {sp("<|user_start|>"), sp("<|user_end|>"), sp("<|assistant_start|>"), tk.get_bos_token_id()}
-    dec, reply = TextStream(tk.decode), []   # a new one for each piece of text
-    for column, _ in engine.generate(tokens, num_samples=1, max_tokens=max_tokens, temperature=temperature, top_k=top_k, seed=seed):
-        t = column[0]
-        if t in turn_over: break
-        reply.append(t)
-        if t == end: break
-        if t in (py0, py1, out0, out1):
-            write(dec.finish()); dec = TextStream(tk.decode)
-            write({py0: f"{on}[calculator: ", py1: "", out0: " = ", out1: f"]{off}"}[t])
-        else: write(dec.push(t))
-    write(dec.finish())
-    if not reply or reply[-1] != end: reply.append(end)   # stopped early or by the length limit: close the turn
-    return reply
-
-# %% ../nbs/07_sft.ipynb #cd9ef3ee
-def chat_cli_parser():
-    "The flags of `python -m scripts.chat_cli`."
-    p = argparse.ArgumentParser(prog="python -m scripts.chat_cli", description="Talk to a nanochat model in the terminal. "
-                                "Commands: 'clear' starts a new conversation, 'quit' or 'exit' leaves.")
-    p.add_argument("-i", "--source", type=str, default="sft", choices=list(SOURCES), help="which stage's model")
-    p.add_argument("-g", "--model-tag", "--model_tag", type=str, default=None, help="model tag (default: the largest)")
-    p.add_argument("-s", "--step", type=int, default=None, help="checkpoint step (default: the last)")
-    p.add_argument("-p", "--prompt", type=str, action="append", default=None, help="answer this prompt and exit "
-                   "(repeatable: each prompt in a fresh conversation)")
-    p.add_argument("-t", "--temperature", type=float, default=0.6, help="sampling temperature (0: greedy)")
-    p.add_argument("-k", "--top-k", "--top_k", type=int, default=50, help="sample among the k most likely tokens")
-    p.add_argument("-m", "--max-tokens", "--max_tokens", type=int, default=256, help="longest reply in tokens")
-    p.add_argument("--seed", type=int, default=42, help="sampling seed")
-    p.add_argument("--device-type", "--device_type", type=str, default=None, choices=["cuda", "mps", "cpu"], help="default: autodetect")
-    p.add_argument("-d", "--dtype", type=str, default=None, choices=["float32", "bfloat16"], help="default: bfloat16 on CUDA")
-    return p
-
-def load_chat_model(args):
-    "(model, tokenizer, meta, autocast) for the chat CLI's flags, with a one-line error when the model or its tokenizer is missing."
-    device_type = args.device_type or autodetect_device_type()
-    _, _, _, _, device = compute_init(device_type)
-    dtype = getattr(torch, args.dtype) if args.dtype else get_compute_dtype(device_type)
-    autocast = torch.amp.autocast(device_type=device_type, dtype=dtype) if dtype == torch.bfloat16 and device_type == "cuda" else torch.autocast("cpu", enabled=False)
-    try: model, tokenizer, meta = load_model(args.source, device, phase="eval", model_tag=args.model_tag, step=args.step)
-    except FileNotFoundError:
-        where = os.path.join(get_base_dir(), SOURCES[args.source])
-        raise FileNotFoundError(f"no {args.source} model in {where}: make one with `{_CLI_PRODUCERS[args.source]}` "
-                                f"(or pick another stage with -i)") from None
-    if tokenizer is None: raise FileNotFoundError(f"no tokenizer in {os.path.join(get_base_dir(), 'tokenizer')}: run `python -m scripts.tok_train`")
-    return model, tokenizer, meta, autocast
-
-# %% ../nbs/07_sft.ipynb #6857edf9
-def chat_cli_main(argv=None):
-    "Entry point of `python -m scripts.chat_cli`: an interactive chat (or one reply with -p) with a chat model."
-    argv = list(argv) if argv is not None else None
-    p = chat_cli_parser()
-    args = p.parse_args(argv)
-    if args.temperature < 0: p.error("--temperature must be >= 0")
-    if args.top_k < 1: p.error("--top-k must be >= 1")
-    model, tokenizer, meta, autocast = load_chat_model(args)
-    engine, sp = Engine(model, tokenizer), tokenizer.encode_special
-    bos = tokenizer.get_bos_token_id()
-    colour = sys.stdout.isatty()
-    def write(text): sys.stdout.write(text); sys.stdout.flush()
-    conversation = [bos]
-    prompts = list(args.prompt or [])
-    if not prompts:
-        print(f"nanochat ({args.source} model, step {meta['step']}). Type 'clear' to start over, 'quit' to leave.")
-    turn = 0
-    while True:
-        if args.prompt:
-            if not prompts: break
-            user, conversation = prompts.pop(0), [bos]
-            if len(args.prompt) > 1: write(f"User: {user}\n")
-        else:
-            try: user = input("\nUser: ").strip()
-            except (EOFError, KeyboardInterrupt): print(); break
-            if user.lower() in ("quit", "exit"): break
-            if user.lower() == "clear":
-                conversation = [bos]; print("(new conversation)"); continue
-            if not user: continue
-        turn_tokens = [sp("<|user_start|>"), *tokenizer.encode(user), sp("<|user_end|>"), sp("<|assistant_start|>")]
-        if len(conversation) + len(turn_tokens) >= engine.max_positions:
-            print(f"(this turn would not fit in the model's {engine.max_positions} positions: type 'clear' or write less)")
-            continue
-        conversation = conversation + turn_tokens
-        if not args.prompt or len(args.prompt) > 1: write("Assistant: ")
-        with autocast:
-            reply = stream_reply(engine, conversation, write, args.max_tokens, args.temperature, args.top_k, args.seed + turn, colour)
-        write("\n")
-        conversation += reply
-        turn += 1
-    return conversation
 
 # %% ../nbs/07_sft.ipynb #ba4c1691
 def chat_probe(model, tokenizer, prompts, max_tokens=64, temperature=0.0, seed=0):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The browser for the UI tests (nbs/10_serving.ipynb): Debian's chromium, driven by Playwright through
+# The browser for the UI tests (nbs/10a_api.ipynb): Debian's chromium, driven by Playwright through
 # executable_path=/usr/bin/chromium (never `playwright install`, which downloads a browser). Idempotent.
 #   bash scripts/setup_browser.sh
 set -euo pipefail
