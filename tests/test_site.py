@@ -3,7 +3,7 @@
 For every page: it loads from disk without a console error or an uncaught exception, its <title> is the source's
 first heading, every <img> decodes (naturalWidth > 0) and a notebook with saved figures shows them, every relative
 link of the site points at a file the site has, and the sidebar lists every page. Debian's chromium, driven by
-Playwright (as the UI tests of nbs/10_serving.ipynb do: `bash scripts/setup_browser.sh`).
+Playwright (as the UI tests of nbs/10a_api.ipynb do: `bash scripts/setup_browser.sh`).
 
 The build and the browser are the slow tier (the build takes ~15 s on 2 cores, the browser ~20 s more):
     NANOCHAT_TEST_FLAGS=site python -m pytest tests/test_site.py -q        # or NANOCHAT_TEST_FLAGS=slow
