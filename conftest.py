@@ -23,6 +23,14 @@ _RUNNER = textwrap.dedent("""
     sys.exit(0 if ok else 1)
 """)
 
+def pytest_configure(config):
+    # under pytest-xdist (`-n 2`, what scripts/test.sh runs) each worker gets its own base directory, so two tests
+    # running at once never write the same checkpoint or tokenizer
+    worker, base = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("NANOCHAT_BASE_DIR")
+    if worker and base:
+        os.environ["NANOCHAT_BASE_DIR"] = os.path.join(base, worker)
+        os.makedirs(os.environ["NANOCHAT_BASE_DIR"], exist_ok=True)
+
 def pytest_collect_file(parent, file_path):
     if (file_path.suffix == ".ipynb" and not file_path.name.startswith("_") and ".ipynb_checkpoints" not in str(file_path)
             and file_path.parent.name != "exercises"):

@@ -38,4 +38,7 @@ echo "== cargo test (rustbpe)"
 cargo test -q --manifest-path rustbpe/Cargo.toml
 
 echo "== pytest: Python tests, capstone graders (course mode), every notebook's default tier"
-CAPSTONE_IMPL=course python -m pytest tests lessons nbs -q -p no:cacheprovider --durations=12
+# two workers, one test file each at a time (--dist loadfile keeps a file's module fixtures in one process); every
+# worker gets its own base directory (conftest.py). NANOCHAT_TEST_WORKERS=0 runs everything in this one process.
+CAPSTONE_IMPL=course python -m pytest tests lessons nbs -q -p no:cacheprovider --durations=12 \
+  -n "${NANOCHAT_TEST_WORKERS:-2}" --dist loadfile
