@@ -373,7 +373,7 @@ def script_flags(script, depth=None, device_batch_size=None):
 
 def stage_settings(flags, world=8, max_seq_len=None, web_users=None):
     "Each stage's shapes, from the real argument parsers applied to the script's flags."
-    from nanochat import pretrain, evaluate, midtrain, sft, rl, chat_eval, serve
+    from nanochat import pretrain, evaluate, midtrain, sft, rl, chat_eval, api
     base = pretrain.parse_args(flags["BASE"])
     T = max_seq_len or base.max_seq_len
     loss_p = argparse.ArgumentParser(add_help=False)   # base_loss's own parser is built inside loss_main
@@ -384,7 +384,7 @@ def stage_settings(flags, world=8, max_seq_len=None, web_users=None):
     sf = sft.get_parser().parse_args(flags["SFT"])
     r = rl.get_parser().parse_args(flags["RL"])
     ev = chat_eval.get_parser().parse_args(["-i", "sft"] + flags["EVAL"])
-    web = serve.build_parser().parse_args([])
+    web = api.build_parser().parse_args([])
     vocab = int(next((f.split("=")[1] for f in flags["TOK"] if f.startswith("--vocab-size=")), VOCAB))
     def accum(total, B, T_): return max(1, total // (B * T_ * world))
     return dict(depth=base.depth, T=T, vocab=vocab, world=world,

