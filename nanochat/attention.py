@@ -63,7 +63,19 @@ def apply_rotary(x, cos, sin):
     if cos.dtype != x.dtype: cos, sin = cos.to(x.dtype), sin.to(x.dtype)   # bf16 activations, fp32 tables
     return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)
 
-# %% ../nbs/02_attention.ipynb #addd59e9
+# %% ../nbs/02_attention.ipynb #149576cf
+_RMS_CONSTS = {}   # width -> (width, eps) as fp32 CPU tensors, made once
+
+def _rms_norm_cpu(x):
+    "F.rms_norm's arithmetic for an fp32 CPU tensor in five operators: x * rsqrt(sum(x*x) / D + eps)."
+    D = x.size(-1)
+    if D not in _RMS_CONSTS:
+        with torch.inference_mode(False): _RMS_CONSTS[D] = torch.tensor(float(D)), torch.tensor(torch.finfo(torch.float32).eps)
+    width, eps = _RMS_CONSTS[D]
+    return x * torch.addcdiv(eps, (x * x).sum(-1, keepdim=True), width).rsqrt_()
+
 def rms_norm(x):
     "Parameter-free RMSNorm over the last dimension: x / sqrt(mean(x**2) + eps)."
+    if x.dtype == torch.float32 and x.device.type == "cpu" and not x.requires_grad and not torch.compiler.is_compiling():
+        return _rms_norm_cpu(x)
     return F.rms_norm(x, (x.size(-1),))

@@ -72,18 +72,6 @@ class KVCache:
     def reset(self): self.pos = 0
     def get_pos(self): return self.pos
 
-# %% ../nbs/03b_engine.ipynb #6e561a4d
-@patch
-def insert_kv(self: KVCache, layer, k, v):
-    "Store k, v (B, H_kv, T_new, D) at positions [pos, pos+T_new) of `layer`; return views of all cached k, v."
-    if self.kv is None: self.kv = torch.empty(self.shape, dtype=k.dtype, device=k.device)
-    t0, t1 = self.pos, self.pos + k.size(2)
-    if t1 > self.kv.size(4): self._grow(t1)
-    self.kv[layer, 0, :, :, t0:t1] = k
-    self.kv[layer, 1, :, :, t0:t1] = v
-    if layer == self.shape[0] - 1: self.pos = t1  # every layer writes the same positions: advance after the last
-    return self.kv[layer, 0, :, :, :t1], self.kv[layer, 1, :, :, :t1]
-
 # %% ../nbs/03b_engine.ipynb #160e4d66
 @patch
 def _grow(self: KVCache, t_needed):
@@ -259,12 +247,6 @@ def _generate(self: Engine, tokens, num_samples, max_tokens, temperature, top_k,
         if n_done == B or step == max_tokens: return
         if P + step > self.max_positions: return  # feeding this column would run past the RoPE table
         logits = self._decode(ids, cache)         # only the new column goes through the model
-
-@patch
-def generate(self: Engine, tokens, num_samples=1, max_tokens=None, temperature=1.0, top_k=None, seed=42, top_p=1.0):
-    """Yield (token_column, mask_column) per step: the next token of each of `num_samples` rows, and 1 where it
-    was sampled, 0 where the calculator tool forced it. Stops when all rows end, or after `max_tokens` steps."""
-    return self._generate(list(tokens), num_samples, max_tokens, temperature, top_k, seed, top_p)
 
 @patch
 def generate_batch(self: Engine, tokens, num_samples=1, **kwargs):

@@ -101,13 +101,16 @@ def forward(self: Block, x, cos_sin, kv_cache=None):
 @patch
 def _qkv_weight(self: CausalSelfAttention):
     "c_q, c_k, c_v stacked into one ((H + 2 H_kv) D, C) matrix for generation; rebuilt whenever a weight changes."
-    ws = (self.c_q.weight, self.c_k.weight, self.c_v.weight)
+    # straight from the submodules' dicts: `self.c_q.weight` goes through nn.Module.__getattr__ twice, and this
+    # runs in every layer of every decode step
+    ws = [self._modules[name]._parameters["weight"] for name in ("c_q", "c_k", "c_v")]
     # the version counter moves with every in-place update (an optimizer step, load_state_dict); weights made
     # under inference_mode have none, and cannot be updated in place outside it
-    key = tuple((w.data_ptr(), w.dtype, None if w.is_inference() else w._version) for w in ws)
-    if getattr(self, "_qkv", (None,))[0] != key:
-        with torch.no_grad(): self._qkv = (key, torch.cat(ws))   # a plain attribute: not in the state_dict
-    return self._qkv[1]
+    key = [(w.data_ptr(), w.dtype, None if w.is_inference() else w._version) for w in ws]
+    cached = self.__dict__.get("_qkv")
+    if cached is None or cached[0] != key:
+        with torch.no_grad(): self._qkv = cached = (key, torch.cat(ws))   # a plain attribute: not in the state_dict
+    return cached[1]
 
 @patch
 def forward(self: CausalSelfAttention, x, cos_sin, kv_cache=None):
