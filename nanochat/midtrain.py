@@ -24,7 +24,8 @@ from .common import compute_init, compute_cleanup, print0, get_base_dir, autodet
 from .tokenizer import get_token_bytes
 from .checkpoint import save_checkpoint, load_checkpoint, find_last_step, find_largest_model, load_model, SOURCES
 from .optim import setup_optimizers, get_muon_momentum
-from .pretrain import evaluate_bpb, data_slots, grad_accum_steps, accumulate_gradients, _autocast, _gather_states
+from .pretrain import evaluate_bpb, data_slots, grad_accum_steps, accumulate_gradients
+from .run import autocast_for, gather_states
 from .report import get_report
 
 # %% ../nbs/06_midtrain.ipynb #a9fcc302
@@ -225,7 +226,7 @@ def mid_setup(args, train_data=None, val_data=None):
            f"{args.total_batch_size:,} tokens/step")
     return SimpleNamespace(
         device_type=device_type, rank=rank, world_size=world_size, device=device, master=rank == 0,
-        autocast=_autocast(device_type, get_compute_dtype(device_type)),
+        autocast=autocast_for(device_type, get_compute_dtype(device_type)),
         use_compile=(device_type == "cuda") if args.compile is None else args.compile,
         model=model, tokenizer=tokenizer, model_tag=model_tag, checkpoint_dir=checkpoint_dir,
         log_path=os.path.join(checkpoint_dir, "train_log.jsonl"), B=B, T=T, grad_accum=grad_accum,
@@ -263,7 +264,7 @@ def mid_save(run, model, optimizers, step, consumed, loop, args):
     "Checkpoint `step`: the model, every rank's optimizer shard, every slot's {k, offset} and the loop state (a collective)."
     meta = dict(step=step, val_bpb=loop["val_bpb"], model_config=asdict(model.config), user_config=vars(args),
                 device_batch_size=run.B, max_seq_len=run.T, world_size=run.world_size,
-                dataloader_state_dict=_gather_states(consumed, run.world_size), loop_state=loop)
+                dataloader_state_dict=gather_states(consumed, run.world_size), loop_state=loop)
     save_checkpoint(run.checkpoint_dir, step, model.state_dict(), [o.state_dict() for o in optimizers], meta, run.rank)
     print0(f"step {step:05d} | saved checkpoint to {run.checkpoint_dir}")
 

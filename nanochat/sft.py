@@ -23,7 +23,8 @@ from .checkpoint import save_checkpoint, load_checkpoint, find_last_step, find_l
 from .optim import setup_optimizers
 from .engine import Engine
 from .report import get_report
-from .pretrain import data_slots, _autocast
+from .pretrain import data_slots
+from .run import autocast_for
 from .midtrain import load_conversations, load_start_model
 
 # %% ../nbs/07_sft.ipynb #ce2de08f
@@ -172,7 +173,7 @@ def sft_setup(args, train_data=None, val_data=None, metrics_fn=None):
         raise ValueError(f"--target-examples-per-step={E} is not a multiple of device_batch_size × world_size = {B} × "
                          f"{world_size} = {B * world_size}: use --target-examples-per-step={fit} or change --device-batch-size")
     r = SimpleNamespace(args=args, device_type=device_type, rank=rank, world_size=world_size, device=device, master=rank == 0,
-                        autocast=_autocast(device_type, get_compute_dtype(device_type)), model=model, tokenizer=tokenizer,
+                        autocast=autocast_for(device_type, get_compute_dtype(device_type)), model=model, tokenizer=tokenizer,
                         config=model.config, model_tag=model_tag, T=args.max_seq_len or model.config.sequence_len, B=B, E=E,
                         grad_accum=E // (B * world_size), pad_id=tokenizer.encode_special("<|assistant_end|>"), metrics_fn=metrics_fn,
                         checkpoint_dir=os.path.join(get_base_dir(), SOURCES["sft"], model_tag))
