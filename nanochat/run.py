@@ -5,7 +5,8 @@ written once so that each stage's `train` keeps only its data, its loss and its 
 
 # %% auto #0
 __all__ = ['RUN_FLAGS', 'add_run_args', 'autocast_for', 'setup_run', 'set_ns_dtype', 'make_optimizers', 'load_resume',
-           'all_reduce_mean', 'gather_states', 'open_log', 'start_wandb', 'due', 'save_due', 'finish_run']
+           'all_reduce_mean', 'gather_states', 'open_log', 'MissingPackage', 'start_wandb', 'due', 'save_due',
+           'finish_run']
 
 # %% ../nbs/04c_run.ipynb #90079849
 import os, json, argparse
@@ -117,13 +118,16 @@ def open_log(path, on=True, resume=False, start_step=0):
     def log(rec): f.write(json.dumps(rec) + "\n"); f.flush()
     return log, f.close
 
+class MissingPackage(ImportError, ValueError):
+    "An optional package that a flag needs is not installed (the scripts print it as a one-line error)."
+
 def start_wandb(args, master, name, config, project="nanochat"):
     "A wandb run on rank 0 when `--run` names one (or `--wandb` is given), else a no-op logger."
     explicit = getattr(args, "wandb", False)
     if not ((explicit or args.run != "dummy") and master): return DummyWandb()
     try: import wandb
     except ImportError:
-        raise ImportError(f"{'--wandb' if explicit else '--run'} needs the `wandb` package, which nanochat does not install: "
+        raise MissingPackage(f"{'--wandb' if explicit else '--run'} needs the `wandb` package, which nanochat does not install: "
                           "pip install wandb") from None
     return wandb.init(project=project, name=name, config=config)
 
