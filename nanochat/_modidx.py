@@ -342,7 +342,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'nanochat.report.summary_table': ('report.html#summary_table', 'nanochat/report.py')},
             'nanochat.rl': { 'nanochat.rl._all_reduce_sum': ('rl.html#_all_reduce_sum', 'nanochat/rl.py'),
                              'nanochat.rl._tasks': ('rl.html#_tasks', 'nanochat/rl.py'),
-                             'nanochat.rl._wandb': ('rl.html#_wandb', 'nanochat/rl.py'),
                              'nanochat.rl.collate': ('rl.html#collate', 'nanochat/rl.py'),
                              'nanochat.rl.evaluate_pass_at_k': ('rl.html#evaluate_pass_at_k', 'nanochat/rl.py'),
                              'nanochat.rl.get_parser': ('rl.html#get_parser', 'nanochat/rl.py'),
