@@ -5,7 +5,7 @@ written once so that each stage's `train` keeps only its data, its loss and its 
 
 # %% auto #0
 __all__ = ['RUN_FLAGS', 'add_run_args', 'autocast_for', 'setup_run', 'set_ns_dtype', 'make_optimizers', 'load_resume',
-           'all_reduce_mean', 'gather_states', 'open_log', 'MissingPackage', 'start_wandb', 'due', 'save_due',
+           'all_reduce_mean', 'gather_states', 'due', 'open_log', 'MissingPackage', 'start_wandb', 'save_due',
            'finish_run']
 
 # %% ../nbs/04c_run.ipynb #90079849
@@ -105,6 +105,11 @@ def gather_states(states, world_size):
     merged = {s: st for part in parts for s, st in part.items()}
     return [merged[s] for s in sorted(merged)]
 
+# %% ../nbs/04c_run.ipynb #911e24e7
+def due(step, every, last=False, at_start=False):
+    "Is an every-N-steps event due at `step`? At the end, at each positive multiple of `every` (> 0), at step 0 if `at_start`."
+    return last or (every > 0 and (at_start or step > 0) and step % every == 0)
+
 # %% ../nbs/04c_run.ipynb #aaa0a7a9
 def open_log(path, on=True, resume=False, start_step=0):
     """(write a record, close) for the JSONL log at `path` (both no-ops when not `on`: other ranks, dry runs). A
@@ -130,10 +135,6 @@ def start_wandb(args, master, name, config, project="nanochat"):
         raise MissingPackage(f"{'--wandb' if explicit else '--run'} needs the `wandb` package, which nanochat does not install: "
                           "pip install wandb") from None
     return wandb.init(project=project, name=name, config=config)
-
-def due(step, every, last=False, at_start=False):
-    "Is an every-N-steps event due at `step`? At the end, at each positive multiple of `every` (> 0), at step 0 if `at_start`."
-    return last or (every > 0 and (at_start or step > 0) and step % every == 0)
 
 def save_due(args, step, start_step, last):
     "A checkpoint at `step`: at the end and every --save-every steps, never in a dry run or at the step just resumed from."
