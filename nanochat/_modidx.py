@@ -372,6 +372,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'nanochat.run.load_resume': ('run.html#load_resume', 'nanochat/run.py'),
                               'nanochat.run.make_optimizers': ('run.html#make_optimizers', 'nanochat/run.py'),
                               'nanochat.run.open_log': ('run.html#open_log', 'nanochat/run.py'),
+                              'nanochat.run.parse_command_line': ('run.html#parse_command_line', 'nanochat/run.py'),
                               'nanochat.run.save_due': ('run.html#save_due', 'nanochat/run.py'),
                               'nanochat.run.set_ns_dtype': ('run.html#set_ns_dtype', 'nanochat/run.py'),
                               'nanochat.run.setup_run': ('run.html#setup_run', 'nanochat/run.py'),

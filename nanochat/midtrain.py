@@ -23,7 +23,7 @@ from .tokenizer import get_token_bytes
 from .checkpoint import save_checkpoint, find_largest_model, load_model, SOURCES
 from .optim import setup_optimizers, get_muon_momentum
 from .pretrain import evaluate_bpb, data_slots, grad_accum_steps, accumulate_gradients
-from .run import add_run_args, setup_run, make_optimizers, load_resume, gather_states, open_log, start_wandb
+from .run import add_run_args, parse_command_line, setup_run, make_optimizers, load_resume, gather_states, open_log, start_wandb
 from .run import due, save_due, finish_run
 
 # %% ../nbs/06_midtrain.ipynb #a9fcc302
@@ -160,10 +160,8 @@ def get_parser():
     return p
 
 def parse_args(argv=None):
-    argv = list(argv) if argv is not None else None
-    if argv and argv[0] == "--": argv = argv[1:]
     p = get_parser()
-    args = p.parse_args(argv)
+    args = parse_command_line(p, argv)
     for name in ("device_batch_size", "total_batch_size", "log_every"):
         if getattr(args, name) < 1: p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.max_seq_len is not None and args.max_seq_len < 1: p.error("--max-seq-len must be >= 1")

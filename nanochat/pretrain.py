@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 from .common import compute_init, compute_cleanup, print0, get_base_dir, autodetect_device_type
 from .common import get_compute_dtype, get_peak_flops
-from .run import add_run_args, setup_run, autocast_for, make_optimizers, load_resume, all_reduce_mean, gather_states
+from .run import add_run_args, parse_command_line, setup_run, autocast_for, make_optimizers, load_resume, all_reduce_mean, gather_states
 from .run import open_log, start_wandb, due, save_due, finish_run
 from .report import get_report
 from .tokenizer import get_tokenizer, get_token_bytes
@@ -167,10 +167,8 @@ def get_parser():
 
 def parse_args(argv=None):
     "Parse and sanity-check base_train's command line (a leading '--', as after torchrun's script name, is dropped)."
-    argv = list(argv) if argv is not None else None
-    if argv and argv[0] == "--": argv = argv[1:]
     p = get_parser()
-    args = p.parse_args(argv)
+    args = parse_command_line(p, argv)
     for name in ("depth", "max_seq_len", "device_batch_size", "total_batch_size", "sample_tokens", "log_every"):
         if getattr(args, name) < 1: p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     for name in ("embedding_lr", "unembedding_lr", "matrix_lr", "weight_decay", "eval_tokens"):

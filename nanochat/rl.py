@@ -23,7 +23,7 @@ from .engine import Engine
 from .optim import setup_optimizers
 from .tasks import extract_answer
 from .chat_eval import pass_at_k
-from .run import add_run_args, setup_run, make_optimizers, load_resume, open_log, start_wandb, due, save_due, finish_run
+from .run import add_run_args, parse_command_line, setup_run, make_optimizers, load_resume, open_log, start_wandb, due, save_due, finish_run
 
 # %% ../nbs/08_rl.ipynb #84e10499
 def rollout_seed(*keys):
@@ -222,10 +222,8 @@ def get_parser():
 
 def parse_args(argv=None):
     "Parse and sanity-check chat_rl's command line (a leading '--', as after torchrun's script name, is dropped)."
-    argv = list(argv) if argv is not None else None
-    if argv and argv[0] == "--": argv = argv[1:]
     p = get_parser()
-    args = p.parse_args(argv)
+    args = parse_command_line(p, argv)
     for name in ("device_batch_size", "examples_per_step", "num_samples", "max_new_tokens", "num_epochs", "pass_k", "ppo_epochs", "log_every"):
         if getattr(args, name) < 1: p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     for name in ("temperature", "embedding_lr", "unembedding_lr", "matrix_lr", "weight_decay", "init_lr_frac", "kl_coef", "eval_examples", "top_k"):

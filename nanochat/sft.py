@@ -23,7 +23,7 @@ from .checkpoint import save_checkpoint, find_largest_model, SOURCES
 from .optim import setup_optimizers
 from .engine import Engine
 from .pretrain import data_slots
-from .run import add_run_args, setup_run, make_optimizers, load_resume, open_log, start_wandb, due, save_due, finish_run
+from .run import add_run_args, parse_command_line, setup_run, make_optimizers, load_resume, open_log, start_wandb, due, save_due, finish_run
 from .midtrain import load_conversations, load_start_model
 
 # %% ../nbs/07_sft.ipynb #ce2de08f
@@ -119,10 +119,8 @@ def get_parser():
     return p
 
 def parse_args(argv=None):
-    argv = list(argv) if argv is not None else None
-    if argv and argv[0] == "--": argv = argv[1:]
     p = get_parser()
-    args = p.parse_args(argv)
+    args = parse_command_line(p, argv)
     for name in ("device_batch_size", "target_examples_per_step", "num_epochs", "eval_examples", "log_every"):
         if getattr(args, name) < 1: p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.init_lr_frac <= 0: p.error("--init-lr-frac must be > 0")
