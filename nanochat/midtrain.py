@@ -7,25 +7,24 @@ identity and spelling — under torchrun, with an exact resume."""
 # %% auto #0
 __all__ = ['mid_train_mixture', 'mid_val_mixture', 'load_conversations', 'packed_rows', 'advance', 'packed_batches',
            'mid_lr_multiplier', 'mid_progress', 'mid_train_step', 'get_parser', 'parse_args', 'load_start_model',
-           'mid_setup', 'mid_optimizers', 'new_loop_state', 'open_train_log', 'mid_save', 'mid_record', 'train', 'main',
-           'mid_resume', 'agree_progress']
+           'mid_setup', 'new_loop_state', 'mid_save', 'mid_record', 'train', 'main', 'mid_resume', 'agree_progress']
 
 # %% ../nbs/06_midtrain.ipynb #3641cdbb
 import os, json, math, time, argparse
 from itertools import chain, islice
 from collections import deque
 from dataclasses import asdict
-from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
 
-from .common import compute_init, compute_cleanup, print0, get_base_dir, autodetect_device_type, get_compute_dtype
+from .common import print0, get_base_dir
 from .tokenizer import get_token_bytes
-from .checkpoint import save_checkpoint, load_checkpoint, find_last_step, find_largest_model, load_model, SOURCES
+from .checkpoint import save_checkpoint, find_largest_model, load_model, SOURCES
 from .optim import setup_optimizers, get_muon_momentum
-from .pretrain import evaluate_bpb, data_slots, grad_accum_steps, accumulate_gradients, _autocast, _gather_states
-from .report import get_report
+from .pretrain import evaluate_bpb, data_slots, grad_accum_steps, accumulate_gradients
+from .run import add_run_args, parse_command_line, setup_run, make_optimizers, load_resume, gather_states, open_log, start_wandb
+from .run import due, save_due, finish_run
 
 # %% ../nbs/06_midtrain.ipynb #a9fcc302
 def mid_train_mixture():
@@ -149,31 +148,20 @@ def get_parser():
     a("--device-batch-size", "--device_batch_size", type=int, default=32, help="rows per forward/backward per rank")
     a("--total-batch-size", "--total_batch_size", type=int, default=524288, help="tokens per optimizer step")
     a("--num-iterations", "--num_iterations", type=int, default=-1, help="optimizer steps (-1: one epoch of the mixture)")
-    a("--embedding-lr", "--embedding_lr", type=float, default=0.2, help="AdamW lr of wte (width-scaled)")
-    a("--unembedding-lr", "--unembedding_lr", type=float, default=0.004, help="AdamW lr of lm_head (width-scaled)")
-    a("--matrix-lr", "--matrix_lr", type=float, default=0.02, help="Muon lr of the block matrices")
-    a("--weight-decay", "--weight_decay", type=float, default=0.0, help="AdamW weight decay")
-    a("--init-lr-frac", "--init_lr_frac", type=float, default=1.0, help="multiplier of every initial lr")
+    add_run_args(p, "embedding_lr", "unembedding_lr", "matrix_lr", "weight_decay", "init_lr_frac")
     a("--warmdown-ratio", "--warmdown_ratio", type=float, default=0.2, help="fraction of the data in the linear warm-down")
     a("--final-lr-frac", "--final_lr_frac", type=float, default=0.0, help="LR multiplier at the end")
     a("--eval-every", "--eval_every", type=int, default=150, help="val bpb every N steps and at the end (<= 0: only at the end)")
     a("--eval-tokens", "--eval_tokens", type=int, default=20 * 524288, help="validation tokens per evaluation")
-    a("--save-every", "--save_every", type=int, default=-1, help="checkpoint every N steps (-1: only at the end)")
-    a("--resume", action="store_true", help="continue exactly from the last checkpoint in mid_checkpoints/<tag>")
+    add_run_args(p, "save_every", "resume", resume=dict(help="continue exactly from the last checkpoint in mid_checkpoints/<tag>"))
     a("--train-data", "--train_data", type=str, default=None, help="JSONL conversations to train on instead of the mixture")
     a("--val-data", "--val_data", type=str, default=None, help="JSONL conversations to validate on instead of the val mixture")
-    a("--dry-run", "--dry_run", type=int, default=0, help="1: train but write no checkpoint or report")
-    a("--device-type", "--device_type", type=str, default=None, choices=["cuda", "mps", "cpu"], help="default: autodetect")
-    a("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile (default: on CUDA only)")
-    a("--log-every", "--log_every", type=int, default=1, help="print a training line every N steps")
-    a("--run", type=str, default="dummy", help="wandb run name (accepted for compatibility; wandb is not used here)")
+    add_run_args(p, "dry_run", "device_type", "compile", "log_every", "run")
     return p
 
 def parse_args(argv=None):
-    argv = list(argv) if argv is not None else None
-    if argv and argv[0] == "--": argv = argv[1:]
     p = get_parser()
-    args = p.parse_args(argv)
+    args = parse_command_line(p, argv)
     for name in ("device_batch_size", "total_batch_size", "log_every"):
         if getattr(args, name) < 1: p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.max_seq_len is not None and args.max_seq_len < 1: p.error("--max-seq-len must be >= 1")
@@ -206,9 +194,10 @@ def mid_setup(args, train_data=None, val_data=None):
     """Everything a run needs before its first step, as a namespace: the process (rank, world size, device), the base
     model and tokenizer, the batch arithmetic (B, T, grad_accum, this rank's data slots), the conversations and the
     output paths. Bad flags or data stop here with a one-line error."""
-    device_type = args.device_type or autodetect_device_type()
-    ddp, rank, local_rank, world_size, device = compute_init(device_type)
-    model, tokenizer, base_meta = load_start_model("base", device, args.model_tag, args.model_step)
+    run = setup_run(args)   # device, dtype and autocast, ranks, compile (04c)
+    run.wandb = start_wandb(args, run.master, args.run, vars(args), project="nanochat-mid")   # before the slow loading
+    world_size = run.world_size
+    model, tokenizer, base_meta = load_start_model("base", run.device, args.model_tag, args.model_step)
     model_tag = args.model_tag or find_largest_model(os.path.join(get_base_dir(), SOURCES["base"]))
     checkpoint_dir = os.path.join(get_base_dir(), SOURCES["mid"], model_tag)
     B, T = args.device_batch_size, args.max_seq_len or model.config.sequence_len
@@ -223,47 +212,23 @@ def mid_setup(args, train_data=None, val_data=None):
     print0(f"midtraining {model_tag}: {model.num_params():,} params, T {T}; {len(train_data):,} train / "
            f"{len(val_data):,} val conversations; {B} rows × {world_size} ranks × {grad_accum} micro-steps = "
            f"{args.total_batch_size:,} tokens/step")
-    return SimpleNamespace(
-        device_type=device_type, rank=rank, world_size=world_size, device=device, master=rank == 0,
-        autocast=_autocast(device_type, get_compute_dtype(device_type)),
-        use_compile=(device_type == "cuda") if args.compile is None else args.compile,
+    vars(run).update(
         model=model, tokenizer=tokenizer, model_tag=model_tag, checkpoint_dir=checkpoint_dir,
         log_path=os.path.join(checkpoint_dir, "train_log.jsonl"), B=B, T=T, grad_accum=grad_accum,
-        n_slots=world_size * grad_accum, slots=data_slots(rank, world_size, grad_accum),
+        n_slots=world_size * grad_accum, slots=data_slots(run.rank, world_size, grad_accum),
         train_data=train_data, val_data=val_data)
-
-def mid_optimizers(model, args, device_type):
-    "Pretraining's optimizers and learning rates (`setup_optimizers`), every initial lr × --init-lr-frac."
-    optimizers = setup_optimizers(model, unembedding_lr=args.unembedding_lr, embedding_lr=args.embedding_lr,
-                                  matrix_lr=args.matrix_lr, weight_decay=args.weight_decay)
-    for opt in optimizers:
-        for group in opt.param_groups:
-            group["lr"] *= args.init_lr_frac; group["initial_lr"] = group["lr"]
-    for group in optimizers[1].param_groups: group["ns_dtype"] = torch.bfloat16 if device_type == "cuda" else torch.float32
-    return optimizers
+    return run
 
 # %% ../nbs/06_midtrain.ipynb #74cce328
 def new_loop_state():
     "What the loop carries from step to step (and a checkpoint saves): val bpb, the smoothed loss, the progress, the end."
     return dict(val_bpb=None, min_val_bpb=None, smooth_loss=0.0, progress=0.0, last=False, training_time=0.0)
 
-def open_train_log(run, args, start_step):
-    """(write a record, close) for the run's train_log.jsonl on rank 0 (nothing in a dry run). A resumed run keeps
-    the records of the steps before its start (a killed run's tail goes)."""
-    if not run.master or args.dry_run: return (lambda rec: None), (lambda: None)
-    os.makedirs(run.checkpoint_dir, exist_ok=True)
-    kept = []
-    if args.resume and os.path.exists(run.log_path):
-        with open(run.log_path) as f: kept = [l for l in f if json.loads(l)["step"] < start_step]
-    f = open(run.log_path, "w"); f.writelines(kept); f.flush()
-    def log(rec): f.write(json.dumps(rec) + "\n"); f.flush()
-    return log, f.close
-
 def mid_save(run, model, optimizers, step, consumed, loop, args):
     "Checkpoint `step`: the model, every rank's optimizer shard, every slot's {k, offset} and the loop state (a collective)."
     meta = dict(step=step, val_bpb=loop["val_bpb"], model_config=asdict(model.config), user_config=vars(args),
                 device_batch_size=run.B, max_seq_len=run.T, world_size=run.world_size,
-                dataloader_state_dict=_gather_states(consumed, run.world_size), loop_state=loop)
+                dataloader_state_dict=gather_states(consumed, run.world_size), loop_state=loop)
     save_checkpoint(run.checkpoint_dir, step, model.state_dict(), [o.state_dict() for o in optimizers], meta, run.rank)
     print0(f"step {step:05d} | saved checkpoint to {run.checkpoint_dir}")
 
@@ -286,7 +251,7 @@ def train(args, train_data=None, val_data=None):
     Returns a summary dict: this process's per-step records, last/min val bpb, final step, checkpoint dir."""
     wall0 = time.time()
     run = mid_setup(args, train_data, val_data)
-    optimizers = mid_optimizers(run.model, args, run.device_type)
+    optimizers = make_optimizers(run.model, args, run.device_type)
     step, loader_states, loop = mid_resume(run, optimizers, args) if args.resume else (0, None, new_loop_state())
     start_step, orig_model = step, run.model
     model = torch.compile(orig_model, dynamic=False) if run.use_compile else orig_model
@@ -298,21 +263,19 @@ def train(args, train_data=None, val_data=None):
     def val_batches():
         for s in run.slots:
             yield from islice(packed_batches(run.val_data, run.tokenizer, run.B, run.T, s, run.n_slots, run.device), eval_per_slot)
-    history, (log, close_log) = [], open_train_log(run, args, start_step)
+    history, (log, close_log) = [], open_log(run.log_path, run.master and not args.dry_run, args.resume, start_step)
 
     while True:
         last = loop["last"] or step == args.num_iterations
-        if last or (args.eval_every > 0 and step % args.eval_every == 0):
+        if due(step, args.eval_every, last, at_start=True):
             model.eval()
             with run.autocast: val = evaluate_bpb(model, val_batches(), eval_per_slot * run.grad_accum, token_bytes)
             model.train()
             loop["val_bpb"] = val
             loop["min_val_bpb"] = val if loop["min_val_bpb"] is None else min(loop["min_val_bpb"], val)
             print0(f"step {step:05d} | val bpb {val:.4f}")
-            log(dict(step=step, val_bpb=val))
-        if (not args.dry_run and (last or (args.save_every > 0 and step > 0 and step % args.save_every == 0))
-                and not (args.resume and step == start_step)):
-            mid_save(run, orig_model, optimizers, step, consumed, loop, args)
+            log(dict(step=step, val_bpb=val)); run.wandb.log({"step": step, "val/bpb": val})
+        if save_due(args, step, start_step, last): mid_save(run, orig_model, optimizers, step, consumed, loop, args)
         if last: break
         t0 = time.time()
         loss, progress, lrm, loop["last"] = mid_train_step(
@@ -322,25 +285,20 @@ def train(args, train_data=None, val_data=None):
         rec = mid_record(loop, step, loss, progress, lrm, time.time() - t0, args,
                          timed=step + 1 - start_step > (10 if run.use_compile else 1))
         history.append(rec); log(rec)
+        run.wandb.log({"step": step, "train/loss": rec["smooth_loss"], "train/lrm": lrm, "train/progress": progress})
         step += 1
 
     wall = time.time() - wall0
     if run.device_type == "cuda": print0(f"peak memory: {torch.cuda.max_memory_allocated(run.device) / 2**30:.2f} GiB")
     print0(f"done: {step} steps, val bpb {loop['val_bpb']:.4f} (best {loop['min_val_bpb']:.4f}), wall {wall:.1f}s")
     close_log()
-    if run.master and not args.dry_run:
-        _report("Midtraining", [vars(args), {"Number of iterations": step, "DDP world size": run.world_size,
-                                             "Minimum validation bpb": loop["min_val_bpb"],
-                                             "Training conversations": len(run.train_data),
-                                             "Training time (s)": round(loop["training_time"], 1)}])
-    compute_cleanup()
+    finish_run(run, None if args.dry_run else "Midtraining", [vars(args), {
+        "Number of iterations": step, "DDP world size": run.world_size, "Minimum validation bpb": loop["min_val_bpb"],
+        "Training conversations": len(run.train_data), "Training time (s)": round(loop["training_time"], 1)}], run.wandb)
     return dict(history=history, val_bpb=loop["val_bpb"], min_val_bpb=loop["min_val_bpb"], step=step,
                 checkpoint_dir=run.checkpoint_dir, wall_time=wall, num_params=orig_model.num_params())
 
 # %% ../nbs/06_midtrain.ipynb #58579b8f
-def _report(section, data):
-    get_report().log(section=section, data=data)
-
 def main(argv=None):
     "Entry point of `python -m scripts.mid_train` / `torchrun ... -m scripts.mid_train -- ...`."
     return train(parse_args(argv))
@@ -349,14 +307,12 @@ def main(argv=None):
 def mid_resume(run, optimizers, args):
     """Load the last checkpoint of `run.checkpoint_dir` into the model and this rank's optimizer shard; returns (its
     step, every slot's {k, offset}, the loop state). Refused when the ranks or the batch flags changed."""
-    step = find_last_step(run.checkpoint_dir)
-    model_state, optim_state, meta = load_checkpoint(run.checkpoint_dir, step, run.device, load_optimizer=True, rank=run.rank)
-    if (meta["model_config"] != asdict(run.model.config) or meta.get("world_size") != run.world_size
-            or len(meta["dataloader_state_dict"]) != run.n_slots):
-        raise ValueError(f"cannot resume {run.checkpoint_dir} step {step} exactly: it was saved by {meta.get('world_size')} ranks "
-                         f"with {len(meta['dataloader_state_dict'])} data slots; keep the number of ranks and the batch flags")
-    run.model.load_state_dict(model_state, strict=True)
-    for opt, state in zip(optimizers, optim_state): opt.load_state_dict(state)
+    def check(step, meta):
+        if (meta["model_config"] != asdict(run.model.config) or meta.get("world_size") != run.world_size
+                or len(meta["dataloader_state_dict"]) != run.n_slots):
+            raise ValueError(f"cannot resume {run.checkpoint_dir} step {step} exactly: it was saved by {meta.get('world_size')} ranks "
+                             f"with {len(meta['dataloader_state_dict'])} data slots; keep the number of ranks and the batch flags")
+    step, meta = load_resume(run, run.checkpoint_dir, run.model, optimizers, check=check)
     print0(f"resumed from {run.checkpoint_dir} step {step}")
     return step, meta["dataloader_state_dict"], {**new_loop_state(), **meta["loop_state"]}
 

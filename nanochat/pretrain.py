@@ -17,7 +17,9 @@ import torch
 import torch.distributed as dist
 
 from .common import compute_init, compute_cleanup, print0, get_base_dir, autodetect_device_type
-from .common import get_compute_dtype, get_peak_flops, DummyWandb
+from .common import get_compute_dtype, get_peak_flops
+from .run import add_run_args, parse_command_line, setup_run, autocast_for, make_optimizers, load_resume, all_reduce_mean, gather_states
+from .run import open_log, start_wandb, due, save_due, finish_run
 from .report import get_report
 from .tokenizer import get_tokenizer, get_token_bytes
 from .gpt import GPT, GPTConfig
@@ -139,10 +141,9 @@ def get_parser():
     a("--num-iterations", "--num_iterations", type=int, default=-1, help="optimizer steps (-1: from --target-flops or the ratio)")
     a("--target-flops", "--target_flops", type=float, default=-1.0, help="training FLOPs budget (-1: off)")
     a("--target-param-data-ratio", "--target_param_data_ratio", type=float, default=20, help="training tokens per parameter (Chinchilla: 20)")
-    a("--embedding-lr", "--embedding_lr", type=float, default=0.2, help="AdamW lr of wte (scaled by (width/768)^-0.5)")
-    a("--unembedding-lr", "--unembedding_lr", type=float, default=0.004, help="AdamW lr of lm_head (scaled by (width/768)^-0.5)")
-    a("--matrix-lr", "--matrix_lr", type=float, default=0.02, help="Muon lr of the block matrices")
-    a("--weight-decay", "--weight_decay", type=float, default=0.0, help="AdamW weight decay")
+    add_run_args(p, "embedding_lr", "unembedding_lr", "matrix_lr", "weight_decay",
+                 embedding_lr=dict(help="AdamW lr of wte (scaled by (width/768)^-0.5)"),
+                 unembedding_lr=dict(help="AdamW lr of lm_head (scaled by (width/768)^-0.5)"))
     a("--warmup-ratio", "--warmup_ratio", type=float, default=0.0, help="fraction of steps of linear LR warm-up")
     a("--warmdown-ratio", "--warmdown_ratio", type=float, default=0.2, help="fraction of steps of linear LR warm-down")
     a("--final-lr-frac", "--final_lr_frac", type=float, default=0.0, help="LR multiplier at the end of the warm-down")
@@ -151,27 +152,23 @@ def get_parser():
     a("--sample-every", "--sample_every", type=int, default=2000, help="greedy samples every N steps and at the end (<= 0: only at the end)")
     a("--sample-prompt", "--sample_prompt", action="append", default=None, help="a prompt to sample from (repeatable; default: 7 fixed prompts)")
     a("--sample-tokens", "--sample_tokens", type=int, default=16, help="tokens per sample")
-    a("--save-every", "--save_every", type=int, default=-1, help="checkpoint every N steps (-1: only at the end)")
-    a("--resume", action="store_true", help="continue exactly from the last checkpoint of --model-tag")
+    add_run_args(p, "save_every", "resume", resume=dict(help="continue exactly from the last checkpoint of --model-tag"))
     a("--resume-from-step", "--resume_from_step", type=int, default=-1, help="continue exactly from this step's "
       "checkpoint of --model-tag (-1: off; the reference's spelling)")
     a("--model-tag", "--model_tag", type=str, default=None, help="checkpoint directory name under base_checkpoints/ (default: d<depth>)")
-    a("--device-type", "--device_type", type=str, default=None, choices=["cuda", "mps", "cpu"], help="default: autodetect")
-    a("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model (default: on CUDA only)")
-    a("--log-every", "--log_every", type=int, default=1, help="print a training line every N steps (the jsonl log gets every step)")
+    add_run_args(p, "device_type", "compile", "log_every", compile=dict(help="torch.compile the model (default: on CUDA only)"),
+                 log_every=dict(help="print a training line every N steps (the jsonl log gets every step)"))
     a("--grad-clip", "--grad_clip", type=float, default=0.0, help="clip the global gradient norm (after the cross-rank "
       "averaging) to this value; 0: off (the reference's clip at 1.0 never triggered and was removed upstream)")
-    a("--run", type=str, default="dummy", help="wandb run name, as in the reference: 'dummy' = no wandb")
+    add_run_args(p, "run", run=dict(help="wandb run name, as in the reference: 'dummy' = no wandb"))
     a("--wandb", action="store_true", help="log to Weights & Biases (needs `pip install wandb`); implied by --run=NAME")
     a("--wandb-project", "--wandb_project", type=str, default="nanochat", help="wandb project")
     return p
 
 def parse_args(argv=None):
     "Parse and sanity-check base_train's command line (a leading '--', as after torchrun's script name, is dropped)."
-    argv = list(argv) if argv is not None else None
-    if argv and argv[0] == "--": argv = argv[1:]
     p = get_parser()
-    args = p.parse_args(argv)
+    args = parse_command_line(p, argv)
     for name in ("depth", "max_seq_len", "device_batch_size", "total_batch_size", "sample_tokens", "log_every"):
         if getattr(args, name) < 1: p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     for name in ("embedding_lr", "unembedding_lr", "matrix_lr", "weight_decay", "eval_tokens"):
@@ -188,25 +185,6 @@ def parse_args(argv=None):
     return args
 
 # %% ../nbs/05_pretrain.ipynb #5b7cf0b5
-def _autocast(device_type, dtype):
-    if dtype == torch.float16:
-        raise ValueError("fp16 training needs loss scaling, which this script does not do: use bf16 (NANOCHAT_DTYPE=bfloat16) or fp32")
-    return torch.amp.autocast(device_type=device_type, dtype=dtype) if dtype != torch.float32 else nullcontext()
-
-def _all_reduce_mean(t, world_size):
-    "Mean of a tensor over ranks (SUM then divide: gloo has no AVG in older releases)."
-    if world_size > 1: dist.all_reduce(t)
-    return t / world_size
-
-def _gather_states(states, world_size):
-    "Every rank's {slot: loader state} -> the list of all slots' states, in slot order (same on every rank)."
-    parts = [states]
-    if world_size > 1:
-        parts = [None] * world_size
-        dist.all_gather_object(parts, states)
-    merged = {s: st for part in parts for s, st in part.items()}
-    return [merged[s] for s in sorted(merged)]
-
 def sample_completions(model, tokenizer, prompts, max_tokens=16):
     "Greedy completion of each prompt (each starts with BOS), through the KV-cache engine. Returns the texts."
     engine, out = Engine(model, tokenizer), []
@@ -216,28 +194,66 @@ def sample_completions(model, tokenizer, prompts, max_tokens=16):
         out.append(tokenizer.decode(seqs[0][1:]))
     return out
 
-def _wandb(args, master, config):
-    if not (args.wandb and master): return DummyWandb()
-    try: import wandb
-    except ImportError: raise ImportError("--wandb needs the `wandb` package, which nanochat does not install: pip install wandb") from None
-    return wandb.init(project=args.wandb_project, name=args.run if args.run != "dummy" else config["model_tag"], config=config)
+def _resume_check(checkpoint_dir, config, world_size, n_slots):
+    "The `check` of `load_resume`: refuse a checkpoint of another model, or one that another split of the work saved."
+    def check(step, meta):
+        if meta["model_config"] != asdict(config):
+            raise ValueError(f"cannot resume: {checkpoint_dir} holds a model {meta['model_config']}, but these flags and "
+                             f"tokenizer make {asdict(config)}")
+        if meta.get("world_size", 1) != world_size or len(meta.get("dataloader_state_dict") or []) != n_slots:
+            raise ValueError(f"cannot resume exactly: step {step} was saved by {meta.get('world_size')} ranks with "
+                             f"{len(meta.get('dataloader_state_dict') or [])} data slots, this job has {world_size} ranks and "
+                             f"{n_slots} slots (keep the number of ranks, --device-batch-size and --total-batch-size)")
+    return check
+
+def _warn_if_used(checkpoint_dir):
+    "A fresh run into a directory that already holds checkpoints: say what happens to them."
+    try: old = find_last_step(checkpoint_dir) if os.path.isdir(checkpoint_dir) else None
+    except FileNotFoundError: old = None
+    if old is not None:
+        print0(f"warning: {checkpoint_dir} already holds checkpoints (up to step {old:,}) of an earlier run; this run "
+               "overwrites the steps it saves, the others stay (and --resume takes the largest step): use a new --model-tag to keep both apart")
+
+def _step_record(loop, step, loss, grad_norm, lrm, dt, tokens, flops_per_token, peak, world_size):
+    "The log record of optimizer step `step` (the smoothed loss and throughput updated in `loop`); stops on a diverged loss."
+    if not math.isfinite(loss): raise FloatingPointError(f"loss is {loss} at step {step}: training diverged")
+    loop["smooth_loss"] = 0.9 * loop["smooth_loss"] + 0.1 * loss
+    smooth = loop["smooth_loss"] / (1 - 0.9 ** (step + 1))   # de-biased EMA (it starts at 0)
+    flops_per_sec = flops_per_token * tokens / dt
+    return dict(step=step, loss=loss, smooth_loss=smooth, grad_norm=grad_norm, lrm=lrm, dt=dt, tok_per_sec=tokens / dt,
+                flops_per_sec=flops_per_sec, mfu=100 * flops_per_sec / (peak * world_size) if peak else None)
+
+def _print_step(rec, num_iterations, training_time):
+    speed = f"mfu {rec['mfu']:.2f}%" if rec["mfu"] is not None else f"{rec['flops_per_sec'] / 1e9:.1f} GFLOP/s"
+    print0(f"step {rec['step']:05d}/{num_iterations:05d} ({100 * (rec['step'] + 1) / num_iterations:5.1f}%) | loss {rec['loss']:.6f} "
+           f"(smooth {rec['smooth_loss']:.4f}) | gnorm {rec['grad_norm']:.4f} | lrm {rec['lrm']:.3f} | dt {rec['dt'] * 1000:.1f}ms | "
+           f"tok/s {rec['tok_per_sec']:,.0f} | {speed} | train time {training_time / 60:.2f}m")
+
+def _report_data(args, run, history, loop, num_params, flops_per_token, num_iterations, total_tokens, peak):
+    "The report card's section: the reference's keys, MFU averaged over the timed steps."
+    timed = history[(10 if run.use_compile else 1):]
+    mfu_avg = sum(r["mfu"] for r in timed) / len(timed) if timed and peak else None
+    return [vars(args), {
+        "Number of parameters": num_params, "Number of FLOPs per token": f"{flops_per_token:e}",
+        "Calculated number of iterations": num_iterations, "Number of training tokens": total_tokens,
+        "Tokens : Params ratio": total_tokens / num_params, "DDP world size": run.world_size,
+        "Minimum validation bpb": loop["min_val_bpb"], "Final validation bpb": loop["val_bpb"],
+        "MFU %": f"{mfu_avg:.2f}%" if mfu_avg is not None else "n/a (no peak FLOP/s known for this device)",
+        "Total training flops": f"{flops_per_token * total_tokens:e}",
+        "Total training time": f"{loop['training_time'] / 60:.2f}m",
+        "Peak memory usage": f"{torch.cuda.max_memory_allocated(run.device) / 2**20:.2f}MiB" if run.device_type == "cuda" else "n/a (CPU)"}]
 
 # %% ../nbs/05_pretrain.ipynb #c4217e02
 def train(args):
     """Pretrain a base model with the parsed `args` (see `get_parser`). Returns a summary dict: the per-step records of
     this process (`history`), the last and best val bpb, the final step, the checkpoint directory, wall time."""
     wall0 = time.time()
-    device_type = args.device_type or autodetect_device_type()
-    ddp, rank, local_rank, world_size, device = compute_init(device_type)
-    master = rank == 0
-    dtype = get_compute_dtype(device_type)
-    autocast = _autocast(device_type, dtype)
-    sync = {"cuda": torch.cuda.synchronize, "mps": lambda: torch.mps.synchronize()}.get(device_type, lambda: None)
-    use_compile = (device_type == "cuda") if args.compile is None else args.compile
+    run = setup_run(args)   # device, dtype and autocast, ranks, compile (04c)
+    device, world_size = run.device, run.world_size
     model_tag = args.model_tag or f"d{args.depth}"
     checkpoint_dir = os.path.join(get_base_dir(), "base_checkpoints", model_tag)
-    log_path = os.path.join(checkpoint_dir, "train_log.jsonl")
-    wandb_run = _wandb(args, master, {**vars(args), "model_tag": model_tag})
+    wandb_run = start_wandb(args, run.master, args.run if args.run != "dummy" else model_tag,
+                            {**vars(args), "model_tag": model_tag}, args.wandb_project)
 
     # tokenizer and model: built on the meta device (shapes only), then materialised and initialised on `device`
     tokenizer = get_tokenizer()
@@ -260,45 +276,24 @@ def train(args):
     print0(f"horizon ({rule}): {num_iterations:,} steps × {args.total_batch_size:,} tokens = {total_tokens:,} tokens "
            f"({total_tokens / num_params:.2f} per param), {flops_per_token * total_tokens:.3g} FLOPs")
     print0(f"batch: {B} rows × {T} tokens × {world_size} ranks × {grad_accum} micro-steps = {args.total_batch_size:,} tokens/step; "
-           f"{'bf16 autocast' if dtype == torch.bfloat16 else str(dtype).replace('torch.', '')} on {device_type}"
-           f"{', compiled' if use_compile else ''}")
+           f"{'bf16 autocast' if run.dtype == torch.bfloat16 else str(run.dtype).replace('torch.', '')} on {run.device_type}"
+           f"{', compiled' if run.use_compile else ''}")
 
-    optimizers = setup_optimizers(model, unembedding_lr=args.unembedding_lr, embedding_lr=args.embedding_lr,
-                                  matrix_lr=args.matrix_lr, weight_decay=args.weight_decay)
-    muon = optimizers[1]
-
-    # resume: model, this rank's optimizer shard, every data slot's position, and the loop state
+    # optimizers, and on --resume: the model, this rank's optimizer shard, every data slot's position, the loop state
+    optimizers = make_optimizers(model, args, run.device_type)
     start_step, loader_states = 0, None
     loop = dict(val_bpb=None, min_val_bpb=None, smooth_loss=0.0, training_time=0.0)
     if args.resume:
-        start_step = args.resume_from_step if args.resume_from_step >= 0 else find_last_step(checkpoint_dir)
-        model_state, optim_state, meta = load_checkpoint(checkpoint_dir, start_step, device, load_optimizer=True, rank=rank)
-        if meta["model_config"] != asdict(config):
-            raise ValueError(f"cannot resume: {checkpoint_dir} holds a model {meta['model_config']}, but these flags and "
-                             f"tokenizer make {asdict(config)}")
-        if meta.get("world_size", 1) != world_size or len(meta.get("dataloader_state_dict") or []) != n_slots:
-            raise ValueError(f"cannot resume exactly: step {start_step} was saved by {meta.get('world_size')} ranks with "
-                             f"{len(meta.get('dataloader_state_dict') or [])} data slots, this job has {world_size} ranks and "
-                             f"{n_slots} slots (keep the number of ranks, --device-batch-size and --total-batch-size)")
-        model.load_state_dict(model_state, strict=True)
-        for opt, state in zip(optimizers, optim_state): opt.load_state_dict(state)
+        start_step, meta = load_resume(run, checkpoint_dir, model, optimizers, args.resume_from_step,
+                                       _resume_check(checkpoint_dir, config, world_size, n_slots))
         loader_states, loop = meta["dataloader_state_dict"], {**loop, **meta["loop_state"]}
-        del model_state, optim_state
         print0(f"resumed from {checkpoint_dir} step {start_step:,} (val bpb {loop['val_bpb']})")
-    elif master and os.path.isdir(checkpoint_dir):
-        try: old = find_last_step(checkpoint_dir)
-        except FileNotFoundError: old = None
-        if old is not None:
-            print0(f"warning: {checkpoint_dir} already holds checkpoints (up to step {old:,}) of an earlier run; this run "
-                   "overwrites the steps it saves, the others stay (and --resume takes the largest step): use a new --model-tag to keep both apart")
-    # Newton–Schulz in bf16 on CUDA (tensor cores, as in the reference); in fp32 elsewhere, where bf16 matmuls are
-    # emulated, slower and only add rounding noise
-    for group in muon.param_groups: group["ns_dtype"] = torch.bfloat16 if device_type == "cuda" else torch.float32
+    elif run.master: _warn_if_used(checkpoint_dir)
     orig_model = model   # uncompiled: for saving, sampling (variable shapes) and the optimizers' parameter lists
-    if use_compile: model = torch.compile(model, dynamic=False)
+    if run.use_compile: model = torch.compile(model, dynamic=False)
 
     # one loader per data slot this rank runs (see "Which data does each micro-step read?")
-    slots = data_slots(rank, world_size, grad_accum)
+    slots = data_slots(run.rank, world_size, grad_accum)
     loaders = [distributed_data_loader(tokenizer, B, T, "train", device=device, rank=s, world_size=n_slots,
                                        resume_state=loader_states[s] if loader_states else None) for s in slots]
     consumed = {s: (loader_states[s] if loader_states else None) for s in slots}   # state after the last batch used
@@ -307,49 +302,37 @@ def train(args):
     def val_batches():   # the val split sharded by slot too, so val bpb does not depend on the number of ranks
         for s in slots: yield from eval_batches(tokenizer, B, T, eval_per_slot, split="val", device=device, rank=s, world_size=n_slots)
     prompts = args.sample_prompt or SAMPLE_PROMPTS
-    peak = get_peak_flops(torch.cuda.get_device_name(device)) if device_type == "cuda" else None
-
+    peak = get_peak_flops(torch.cuda.get_device_name(device)) if run.device_type == "cuda" else None
     history = []
-    log_file = None
-    if master:
-        os.makedirs(checkpoint_dir, exist_ok=True)
-        kept = []
-        if args.resume and os.path.exists(log_path):   # drop records of steps after the checkpoint (a killed run's tail)
-            with open(log_path) as f: kept = [l for l in f if json.loads(l)["step"] < start_step]
-        log_file = open(log_path, "w")
-        log_file.writelines(kept); log_file.flush()
-    def log(rec):
-        if log_file is not None: log_file.write(json.dumps(rec) + "\n"); log_file.flush()
+    log, close_log = open_log(os.path.join(checkpoint_dir, "train_log.jsonl"), run.master, args.resume, start_step)
 
     step, run_steps = start_step, 0
     while True:
         last = step == num_iterations
-        if last or (args.eval_every > 0 and step % args.eval_every == 0):
+        if due(step, args.eval_every, last, at_start=True):
             model.eval()
-            with autocast:
-                val = evaluate_bpb(model, val_batches(), eval_per_slot * grad_accum, token_bytes)
+            with run.autocast: val = evaluate_bpb(model, val_batches(), eval_per_slot * grad_accum, token_bytes)
             model.train()
             loop["val_bpb"] = val
             loop["min_val_bpb"] = val if loop["min_val_bpb"] is None else min(loop["min_val_bpb"], val)
             print0(f"step {step:05d} | val bpb {val:.4f}")
             log(dict(step=step, val_bpb=val)); wandb_run.log({"step": step, "val/bpb": val})
-        if master and (last or (args.sample_every > 0 and step > 0 and step % args.sample_every == 0)):
+        if run.master and due(step, args.sample_every, last):
             orig_model.eval()
-            with autocast: texts = sample_completions(orig_model, tokenizer, prompts, args.sample_tokens)
+            with run.autocast: texts = sample_completions(orig_model, tokenizer, prompts, args.sample_tokens)
             orig_model.train()
             for t in texts: print(f"  sample: {t!r}")
             log(dict(step=step, samples=texts))
-        if (last or (args.save_every > 0 and step > 0 and step % args.save_every == 0)) and not (args.resume and step == start_step):
-            states = _gather_states(consumed, world_size)   # a collective: every rank takes part
+        if save_due(args, step, start_step, last):
             meta = dict(step=step, val_bpb=loop["val_bpb"], model_config=asdict(config), user_config=vars(args),
-                        device_batch_size=B, max_seq_len=T, world_size=world_size, dataloader_state_dict=states,
-                        loop_state=loop)
-            save_checkpoint(checkpoint_dir, step, orig_model.state_dict(), [o.state_dict() for o in optimizers], meta, rank)
+                        device_batch_size=B, max_seq_len=T, world_size=world_size,
+                        dataloader_state_dict=gather_states(consumed, world_size), loop_state=loop)   # a collective
+            save_checkpoint(checkpoint_dir, step, orig_model.state_dict(), [o.state_dict() for o in optimizers], meta, run.rank)
             print0(f"step {step:05d} | saved checkpoint to {checkpoint_dir}")
         if last: break
 
         # ---- one optimizer step ----
-        sync(); t0 = time.time()
+        run.sync(); t0 = time.time()
         def micro_batches():   # this step's micro-batches; the next one is fetched right after each backward()
             nonlocal x, y, pending
             for k, s in enumerate(slots):
@@ -358,51 +341,27 @@ def train(args):
                 x, y, pending = next(loaders[(k + 1) % grad_accum])   # tokenizes while the GPU works through backward
         train_loss, lrm, momentum, grad_norm = train_step(
             model, optimizers, micro_batches(), grad_accum, step, num_iterations, args.warmup_ratio,
-            args.warmdown_ratio, args.final_lr_frac, args.grad_clip, autocast)
-        loss_value = _all_reduce_mean(train_loss, world_size).item()   # the whole batch's mean loss
+            args.warmdown_ratio, args.final_lr_frac, args.grad_clip, run.autocast)
+        loss_value = all_reduce_mean(train_loss, world_size).item()   # the whole batch's mean loss
         grad_norm = grad_norm.item()   # global: after the cross-rank averaging, before clipping; same on every rank
-        sync(); dt = time.time() - t0
+        run.sync(); dt = time.time() - t0
 
         step, run_steps = step + 1, run_steps + 1
-        if run_steps > (10 if use_compile else 1): loop["training_time"] += dt   # skip compilation / warm-up steps
-        if not math.isfinite(loss_value): raise FloatingPointError(f"loss is {loss_value} at step {step - 1}: training diverged")
-        loop["smooth_loss"] = 0.9 * loop["smooth_loss"] + 0.1 * loss_value
-        smooth = loop["smooth_loss"] / (1 - 0.9 ** step)   # de-biased EMA (it starts at 0)
-        tok_per_sec = args.total_batch_size / dt
-        flops_per_sec = flops_per_token * args.total_batch_size / dt
-        mfu = 100 * flops_per_sec / (peak * world_size) if peak else None
-        rec = dict(step=step - 1, loss=loss_value, smooth_loss=smooth, grad_norm=grad_norm, lrm=lrm, dt=dt,
-                   tok_per_sec=tok_per_sec, flops_per_sec=flops_per_sec, mfu=mfu)
+        if run_steps > (10 if run.use_compile else 1): loop["training_time"] += dt   # skip compilation / warm-up steps
+        rec = _step_record(loop, step - 1, loss_value, grad_norm, lrm, dt, args.total_batch_size, flops_per_token, peak, world_size)
         history.append(rec); log(rec)
-        if step % args.log_every == 0 or step == num_iterations:
-            speed = f"mfu {mfu:.2f}%" if mfu is not None else f"{flops_per_sec / 1e9:.1f} GFLOP/s"
-            print0(f"step {step - 1:05d}/{num_iterations:05d} ({100 * step / num_iterations:5.1f}%) | loss {loss_value:.6f} "
-                   f"(smooth {smooth:.4f}) | gnorm {grad_norm:.4f} | lrm {lrm:.3f} | dt {dt * 1000:.1f}ms | tok/s {tok_per_sec:,.0f} | {speed} | "
-                   f"train time {loop['training_time'] / 60:.2f}m")
+        if step % args.log_every == 0 or step == num_iterations: _print_step(rec, num_iterations, loop["training_time"])
         if step % 100 == 0 or step == num_iterations:
-            wandb_run.log({"step": step - 1, "train/loss": smooth, "train/grad_norm": grad_norm, "train/lrm": lrm,
-                           "train/tok_per_sec": tok_per_sec,
-                           **({"train/mfu": mfu} if mfu is not None else {})})
+            wandb_run.log({"step": step - 1, "train/loss": rec["smooth_loss"], "train/grad_norm": grad_norm, "train/lrm": lrm,
+                           "train/tok_per_sec": rec["tok_per_sec"], **({"train/mfu": rec["mfu"]} if rec["mfu"] is not None else {})})
 
     wall = time.time() - wall0
-    if device_type == "cuda": print0(f"peak memory: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB")
+    if run.device_type == "cuda": print0(f"peak memory: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB")
     print0(f"done: {num_iterations:,} steps, val bpb {loop['val_bpb']:.4f} (best {loop['min_val_bpb']:.4f}), "
            f"training time {loop['training_time'] / 60:.2f}m, wall time {wall / 60:.2f}m")
-    if log_file is not None: log_file.close()
-    # the report card (rank 0 writes, the other ranks get a no-op): the reference's keys, MFU over the timed steps
-    timed = history[(10 if use_compile else 1):]
-    mfu_avg = sum(r["mfu"] for r in timed) / len(timed) if timed and peak else None
-    get_report().log("Base model training", [vars(args), {
-        "Number of parameters": num_params, "Number of FLOPs per token": f"{flops_per_token:e}",
-        "Calculated number of iterations": num_iterations, "Number of training tokens": total_tokens,
-        "Tokens : Params ratio": total_tokens / num_params, "DDP world size": world_size,
-        "Minimum validation bpb": loop["min_val_bpb"], "Final validation bpb": loop["val_bpb"],
-        "MFU %": f"{mfu_avg:.2f}%" if mfu_avg is not None else "n/a (no peak FLOP/s known for this device)",
-        "Total training flops": f"{flops_per_token * total_tokens:e}",
-        "Total training time": f"{loop['training_time'] / 60:.2f}m",
-        "Peak memory usage": f"{torch.cuda.max_memory_allocated(device) / 2**20:.2f}MiB" if device_type == "cuda" else "n/a (CPU)"}])
-    wandb_run.finish()
-    compute_cleanup()
+    close_log()
+    finish_run(run, "Base model training",   # rank 0 writes the report card's section, the other ranks get a no-op
+               _report_data(args, run, history, loop, num_params, flops_per_token, num_iterations, total_tokens, peak), wandb_run)
     return dict(history=history, val_bpb=loop["val_bpb"], min_val_bpb=loop["min_val_bpb"], step=step,
                 checkpoint_dir=checkpoint_dir, num_params=num_params, wall_time=wall)
 
@@ -427,7 +386,7 @@ def loss_main(argv=None):
     args = p.parse_args(argv)
     device_type = args.device_type or autodetect_device_type()
     ddp, rank, local_rank, world_size, device = compute_init(device_type)
-    autocast = _autocast(device_type, get_compute_dtype(device_type))
+    autocast = autocast_for(device_type, get_compute_dtype(device_type))
     model, tokenizer, meta = load_model("base", device, phase="eval", model_tag=args.model_tag, step=args.model_step)
     if tokenizer is None: raise FileNotFoundError(f"no tokenizer in {get_base_dir() / 'tokenizer'}: train one with `python -m scripts.tok_train`")
     B, T = args.device_batch_size, model.config.sequence_len

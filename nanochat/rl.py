@@ -17,13 +17,13 @@ from types import SimpleNamespace
 import torch
 import torch.distributed as dist
 
-from .common import compute_init, compute_cleanup, print0, get_base_dir, autodetect_device_type, get_compute_dtype
-from .common import get_dist_info, DummyWandb
-from .checkpoint import save_checkpoint, load_checkpoint, find_last_step, find_largest_model, load_model, SOURCES
+from .common import print0, get_base_dir, get_dist_info
+from .checkpoint import save_checkpoint, find_largest_model, load_model, SOURCES
 from .engine import Engine
 from .optim import setup_optimizers
 from .tasks import extract_answer
 from .chat_eval import pass_at_k
+from .run import add_run_args, parse_command_line, setup_run, make_optimizers, load_resume, open_log, start_wandb, due, save_due, finish_run
 
 # %% ../nbs/08_rl.ipynb #84e10499
 def rollout_seed(*keys):
@@ -196,17 +196,17 @@ def get_parser():
     a("--max-new-tokens", "--max_new_tokens", type=int, default=256, help="length limit of a completion")
     a("--temperature", type=float, default=1.0, help="sampling temperature of the rollouts and the pass@k eval")
     a("--top-k", "--top_k", type=int, default=50, help="top-k sampling (0: off)")
-    a("--embedding-lr", "--embedding_lr", type=float, default=0.2, help="AdamW lr of wte (times --init-lr-frac)")
-    a("--unembedding-lr", "--unembedding_lr", type=float, default=0.004, help="AdamW lr of lm_head (times --init-lr-frac)")
-    a("--matrix-lr", "--matrix_lr", type=float, default=0.02, help="Muon lr of the block matrices (times --init-lr-frac)")
-    a("--weight-decay", "--weight_decay", type=float, default=0.0, help="AdamW weight decay")
-    a("--init-lr-frac", "--init_lr_frac", type=float, default=0.05, help="the lrs start at this fraction, then decay linearly to 0")
+    add_run_args(p, "embedding_lr", "unembedding_lr", "matrix_lr", "weight_decay", "init_lr_frac",
+                 embedding_lr=dict(help="AdamW lr of wte (times --init-lr-frac)"),
+                 unembedding_lr=dict(help="AdamW lr of lm_head (times --init-lr-frac)"),
+                 matrix_lr=dict(help="Muon lr of the block matrices (times --init-lr-frac)"),
+                 init_lr_frac=dict(default=0.05, help="the lrs start at this fraction, then decay linearly to 0"))
     a("--num-epochs", "--num_epochs", type=int, default=1, help="passes over the train questions (sets the number of steps)")
     a("--num-steps", "--num_steps", type=int, default=-1, help="number of steps (-1: from --num-epochs)")
     a("--eval-every", "--eval_every", type=int, default=60, help="pass@k eval every N steps, and at the start and the end")
     a("--eval-examples", "--eval_examples", type=int, default=400, help="held-out questions in the pass@k eval")
     a("--pass-k", "--pass_k", type=int, default=8, help="samples per eval question: pass@1 .. pass@k")
-    a("--save-every", "--save_every", type=int, default=60, help="checkpoint every N steps, and at the end")
+    add_run_args(p, "save_every", save_every=dict(default=60, help="checkpoint every N steps, and at the end"))
     a("--loss-norm", "--loss_norm", type=str, default="step", choices=LOSS_NORMS, help="step: Σ A·log π over the sampled "
       "tokens of the whole step; reference: upstream's per-pass token mean / (passes × questions per rank)")
     a("--std-adv", "--std_adv", action="store_true", help="GRPO: divide the advantages by the group's reward std")
@@ -215,19 +215,15 @@ def get_parser():
     a("--skip-equal-groups", "--skip_equal_groups", action="store_true", help="DAPO: drop groups whose rewards are all equal")
     a("--kl-coef", "--kl_coef", type=float, default=0.0, help="weight of a KL(policy || starting model) penalty")
     a("--seed", type=int, default=42, help="seeds every rollout (with the step, question and pass)")
-    a("--resume", action="store_true", help="continue exactly from the last checkpoint of --output-tag")
-    a("--device-type", "--device_type", type=str, default=None, choices=["cuda", "mps", "cpu"], help="default: autodetect")
+    add_run_args(p, "resume", "device_type", resume=dict(help="continue exactly from the last checkpoint of --output-tag"))
     a("--dtype", type=str, default=None, choices=["bfloat16", "float32"], help="default: bf16 on recent GPUs, else fp32")
-    a("--run", type=str, default="dummy", help="wandb run name ('dummy': no wandb)")
-    a("--log-every", "--log_every", type=int, default=1, help="print a line every N steps")
+    add_run_args(p, "run", "log_every", log_every=dict(help="print a line every N steps"))
     return p
 
 def parse_args(argv=None):
     "Parse and sanity-check chat_rl's command line (a leading '--', as after torchrun's script name, is dropped)."
-    argv = list(argv) if argv is not None else None
-    if argv and argv[0] == "--": argv = argv[1:]
     p = get_parser()
-    args = p.parse_args(argv)
+    args = parse_command_line(p, argv)
     for name in ("device_batch_size", "examples_per_step", "num_samples", "max_new_tokens", "num_epochs", "pass_k", "ppo_epochs", "log_every"):
         if getattr(args, name) < 1: p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     for name in ("temperature", "embedding_lr", "unembedding_lr", "matrix_lr", "weight_decay", "init_lr_frac", "kl_coef", "eval_examples", "top_k"):
@@ -246,21 +242,12 @@ def _tasks(name):
 _MAKERS = {"sft": "python -m scripts.chat_sft", "mid": "python -m scripts.mid_train", "base": "python -m scripts.base_train",
            "rl": "python -m scripts.chat_rl"}
 
-def _wandb(args, master):
-    if args.run == "dummy" or not master: return DummyWandb()
-    try: import wandb
-    except ImportError: raise ImportError("--run needs the `wandb` package, which nanochat does not install: pip install wandb") from None
-    return wandb.init(project="nanochat-rl", name=args.run, config=vars(args))
-
 def rl_setup(args, tasks=None):
     """Everything a run needs before its first step, in one namespace: the processes, the policy (and, for the KL
     penalty only, a frozen copy of the starting model), its engine, the tasks, the number of steps, fresh optimizers."""
-    device_type = args.device_type or autodetect_device_type()
-    ddp, rank, local_rank, world_size, device = compute_init(device_type, seed=args.seed)
-    dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}.get(args.dtype) or get_compute_dtype(device_type)
-    r = SimpleNamespace(args=args, device_type=device_type, rank=rank, world_size=world_size, device=device, master=rank == 0,
-                        autocast=torch.amp.autocast(device_type=device_type, dtype=dtype) if dtype != torch.float32 else nullcontext(),
-                        sync=torch.cuda.synchronize if device_type == "cuda" else (lambda: None), top_k=args.top_k or None)
+    r = setup_run(args, dtype={"bfloat16": torch.bfloat16, "float32": torch.float32}.get(args.dtype), seed=args.seed)   # 04c
+    device, world_size, r.args, r.top_k = r.device, r.world_size, args, args.top_k or None
+    r.wandb = start_wandb(args, r.master, args.run, vars(args), project="nanochat-rl")
     if args.examples_per_step % world_size:
         raise ValueError(f"--examples-per-step={args.examples_per_step} must be a multiple of the number of ranks ({world_size})")
     try:
@@ -277,7 +264,6 @@ def rl_setup(args, tasks=None):
     r.config, r.engine = r.model.config, Engine(r.model, r.tokenizer)
     r.checkpoint_dir = os.path.join(get_base_dir(), "chatrl_checkpoints", args.output_tag or r.src_tag)
     r.pad_id = r.tokenizer.encode_special("<|assistant_end|>")
-    r.wandb = _wandb(args, r.master)
     r.train_task, r.eval_task = tasks or _tasks(args.task)
     r.num_steps = args.num_steps if args.num_steps > 0 else (len(r.train_task) // args.examples_per_step) * args.num_epochs
     if r.num_steps < 1:
@@ -285,11 +271,7 @@ def rl_setup(args, tasks=None):
     print0(f"RL from {args.source}/{r.src_tag} step {r.meta0.get('step')}: {r.num_steps} steps × {args.examples_per_step} questions × "
            f"{args.num_samples} samples ({args.examples_per_step // world_size} questions per rank × {world_size} ranks, --loss-norm={args.loss_norm}), "
            f"train {len(r.train_task):,} questions; eval pass@1..{args.pass_k} on {min(args.eval_examples, len(r.eval_task))} held-out ones")
-    r.optimizers = setup_optimizers(r.model, unembedding_lr=args.unembedding_lr, embedding_lr=args.embedding_lr,
-                                    matrix_lr=args.matrix_lr, weight_decay=args.weight_decay)
-    for opt in r.optimizers:
-        for group in opt.param_groups: group["lr"] = group["initial_lr"] = group["lr"] * args.init_lr_frac
-    for group in r.optimizers[1].param_groups: group["ns_dtype"] = torch.bfloat16 if device_type == "cuda" else torch.float32
+    r.optimizers = make_optimizers(r.model, args, r.device_type)   # the flags' lrs × --init-lr-frac (04c)
     return r
 
 # %% ../nbs/08_rl.ipynb #223ad57e
@@ -380,17 +362,14 @@ def rl_resume(r):
     """Load the last checkpoint of `r.checkpoint_dir` into the policy and the optimizers; return its step. Refuses (one
     line) a checkpoint saved by another number of ranks, questions per step or `--loss-norm`."""
     args = r.args
-    step = find_last_step(r.checkpoint_dir)
-    model_state, optim_state, meta = load_checkpoint(r.checkpoint_dir, step, r.device, load_optimizer=True, rank=r.rank)
-    saved = meta.get("user_config", {})
-    if meta.get("world_size") != r.world_size or saved.get("examples_per_step") != args.examples_per_step:
-        raise ValueError(f"cannot resume exactly: step {step} was saved by {meta.get('world_size')} ranks with "
-                         f"--examples-per-step={saved.get('examples_per_step')}; keep both the same")
-    if saved.get("loss_norm", "step") != args.loss_norm:
-        raise ValueError(f"cannot resume exactly: step {step} was trained with --loss-norm={saved.get('loss_norm', 'step')}")
-    r.model.load_state_dict(model_state, strict=True)
-    for opt, state in zip(r.optimizers, optim_state): opt.load_state_dict(state)
-    del model_state, optim_state
+    def check(step, meta):
+        saved = meta.get("user_config", {})
+        if meta.get("world_size") != r.world_size or saved.get("examples_per_step") != args.examples_per_step:
+            raise ValueError(f"cannot resume exactly: step {step} was saved by {meta.get('world_size')} ranks with "
+                             f"--examples-per-step={saved.get('examples_per_step')}; keep both the same")
+        if saved.get("loss_norm", "step") != args.loss_norm:
+            raise ValueError(f"cannot resume exactly: step {step} was trained with --loss-norm={saved.get('loss_norm', 'step')}")
+    step, _ = load_resume(r, r.checkpoint_dir, r.model, r.optimizers, check=check)
     print0(f"resumed from {r.checkpoint_dir} step {step}")
     return step
 
@@ -401,24 +380,15 @@ def train(args, tasks=None):
     wall0 = time.time()
     r = rl_setup(args, tasks)
     step = start_step = rl_resume(r) if args.resume else 0
-    log_path, log_file = os.path.join(r.checkpoint_dir, "train_log.jsonl"), None
-    if r.master:
-        os.makedirs(r.checkpoint_dir, exist_ok=True)
-        kept = []
-        if args.resume and os.path.exists(log_path):   # drop the records of steps after the checkpoint
-            with open(log_path) as f: kept = [l for l in f if json.loads(l)["step"] < start_step]
-        log_file = open(log_path, "w"); log_file.writelines(kept); log_file.flush()
-    def log(rec):
-        if log_file is not None: log_file.write(json.dumps(rec) + "\n"); log_file.flush()
-        r.wandb.log(rec)
+    write, close_log = open_log(os.path.join(r.checkpoint_dir, "train_log.jsonl"), r.master, args.resume, start_step)
+    def log(rec): write(rec); r.wandb.log(rec)
 
     history, evals = [], []
     while True:
         last = step == r.num_steps
-        if last or step == start_step or (args.eval_every > 0 and step % args.eval_every == 0):
+        if step == start_step or due(step, args.eval_every, last, at_start=True):
             evals.append(rl_evaluate(r, step)); log(evals[-1])
-        if (last or (args.save_every > 0 and step > 0 and step % args.save_every == 0)) and not (args.resume and step == start_step):
-            rl_save(r, step, evals[-1])
+        if save_due(args, step, start_step, last): rl_save(r, step, evals[-1])
         if last: break
         r.sync(); t0 = time.time()
         groups, stats, rewards = rl_rollouts(r, step)            # 1) a group of samples per question of this rank
@@ -436,19 +406,16 @@ def train(args, tasks=None):
     wall = time.time() - wall0
     peak = torch.cuda.max_memory_allocated(r.device) / 2**30 if r.device_type == "cuda" else None
     if peak is not None: print0(f"peak memory: {peak:.2f} GiB")
-    if log_file is not None: log_file.close()
+    close_log()
     k, first, final = args.pass_k, evals[0], evals[-1]
     print0(f"done: {len(history)} steps in {wall / 60:.2f}m | pass@1 {first['pass@1']:.4f} -> {final['pass@1']:.4f} | "
            f"pass@{k} {first[f'pass@{k}']:.4f} -> {final[f'pass@{k}']:.4f}")
-    from nanochat.report import get_report
-    get_report().log(section="Chat RL", data=[
+    finish_run(r, "Chat RL", [
         {k_: v for k_, v in vars(args).items() if k_ not in ("run", "log_every", "device_type", "resume")},
         {"Ranks": r.world_size, "Steps": r.num_steps, "Wall time (min)": round(wall / 60, 2),
          "Mean reward (last step)": history[-1]["reward"] if history else None,
          "pass@1 before": first["pass@1"], "pass@1 after": final["pass@1"],
-         f"pass@{k} before": first[f"pass@{k}"], f"pass@{k} after": final[f"pass@{k}"]}])
-    r.wandb.finish()
-    compute_cleanup()
+         f"pass@{k} before": first[f"pass@{k}"], f"pass@{k} after": final[f"pass@{k}"]}], r.wandb)
     return dict(history=history, evals=evals, checkpoint_dir=r.checkpoint_dir, num_steps=r.num_steps, wall_time=wall,
                 peak_memory_gib=peak)
 

@@ -18,12 +18,12 @@ from types import SimpleNamespace
 import torch
 import torch.distributed as dist
 
-from .common import compute_init, compute_cleanup, print0, get_base_dir, autodetect_device_type, get_compute_dtype
-from .checkpoint import save_checkpoint, load_checkpoint, find_last_step, find_largest_model, SOURCES
+from .common import print0, get_base_dir
+from .checkpoint import save_checkpoint, find_largest_model, SOURCES
 from .optim import setup_optimizers
 from .engine import Engine
-from .report import get_report
-from .pretrain import data_slots, _autocast
+from .pretrain import data_slots
+from .run import add_run_args, parse_command_line, setup_run, make_optimizers, load_resume, open_log, start_wandb, due, save_due, finish_run
 from .midtrain import load_conversations, load_start_model
 
 # %% ../nbs/07_sft.ipynb #ce2de08f
@@ -104,11 +104,7 @@ def get_parser():
     a("--target-examples-per-step", "--target_examples_per_step", type=int, default=32, help="conversations per optimizer step")
     a("--num-epochs", "--num_epochs", type=int, default=1, help="epochs of the mixture (if --num-iterations is -1)")
     a("--num-iterations", "--num_iterations", type=int, default=-1, help="optimizer steps (-1: from the epochs)")
-    a("--embedding-lr", "--embedding_lr", type=float, default=0.2, help="AdamW lr of wte (width-scaled)")
-    a("--unembedding-lr", "--unembedding_lr", type=float, default=0.004, help="AdamW lr of lm_head (width-scaled)")
-    a("--matrix-lr", "--matrix_lr", type=float, default=0.02, help="Muon lr of the block matrices")
-    a("--weight-decay", "--weight_decay", type=float, default=0.0, help="AdamW weight decay")
-    a("--init-lr-frac", "--init_lr_frac", type=float, default=0.02, help="multiplier of every initial lr")
+    add_run_args(p, "embedding_lr", "unembedding_lr", "matrix_lr", "weight_decay", "init_lr_frac", init_lr_frac=dict(default=0.02))
     a("--loss-norm", "--loss_norm", type=str, default="step", choices=LOSS_NORMS, help="step: token losses / supervised "
       "tokens of the whole step; reference: upstream's mean per micro-batch, averaged over micro-batches")
     a("--eval-every", "--eval_every", type=int, default=100, help="val loss every N steps and at the end (<= 0: only at the end)")
@@ -116,21 +112,15 @@ def get_parser():
     a("--eval-metrics-every", "--eval_metrics_every", type=int, default=200, help="MMLU/ARC-Easy accuracy every N steps "
       "and at the end (<= 0: never)")
     a("--eval-metrics-max-problems", "--eval_metrics_max_problems", type=int, default=1024, help="problems per task")
-    a("--save-every", "--save_every", type=int, default=-1, help="checkpoint every N steps (-1: only at the end)")
-    a("--resume", action="store_true", help="continue exactly from the last checkpoint in chatsft_checkpoints/<tag>")
+    add_run_args(p, "save_every", "resume", resume=dict(help="continue exactly from the last checkpoint in chatsft_checkpoints/<tag>"))
     a("--train-data", "--train_data", type=str, default=None, help="JSONL conversations to train on instead of the mixture")
     a("--val-data", "--val_data", type=str, default=None, help="JSONL conversations to validate on instead of SmolTalk test")
-    a("--dry-run", "--dry_run", type=int, default=0, help="1: train but write no checkpoint or report")
-    a("--device-type", "--device_type", type=str, default=None, choices=["cuda", "mps", "cpu"], help="default: autodetect")
-    a("--log-every", "--log_every", type=int, default=1, help="print a training line every N steps")
-    a("--run", type=str, default="dummy", help="wandb run name (accepted for compatibility; wandb is not used here)")
+    add_run_args(p, "dry_run", "device_type", "log_every", "run")
     return p
 
 def parse_args(argv=None):
-    argv = list(argv) if argv is not None else None
-    if argv and argv[0] == "--": argv = argv[1:]
     p = get_parser()
-    args = p.parse_args(argv)
+    args = parse_command_line(p, argv)
     for name in ("device_batch_size", "target_examples_per_step", "num_epochs", "eval_examples", "log_every"):
         if getattr(args, name) < 1: p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.init_lr_frac <= 0: p.error("--init-lr-frac must be > 0")
@@ -161,22 +151,22 @@ def sft_setup(args, train_data=None, val_data=None, metrics_fn=None):
     """Everything a run needs before its first step, in one namespace: the processes, the start model and its
     tokenizer, the step's geometry (E conversations = B rows × world_size ranks × grad_accum micro-steps), the data,
     fresh optimizers at the pretraining learning rates × `--init-lr-frac`, and the loop state a checkpoint carries."""
-    device_type = args.device_type or autodetect_device_type()
-    ddp, rank, local_rank, world_size, device = compute_init(device_type)
+    r = setup_run(args)   # device, dtype and autocast, ranks (04c); SFT does not compile (its batches change shape)
+    world_size = r.world_size
+    r.wandb = start_wandb(args, r.master, args.run, vars(args), project="nanochat-sft")   # before the slow loading
     producer = {"base": "python -m scripts.base_train", "mid": "python -m scripts.mid_train"}[args.source]
-    model, tokenizer, src_meta = load_start_model(args.source, device, args.model_tag, args.model_step, producer)
+    model, tokenizer, src_meta = load_start_model(args.source, r.device, args.model_tag, args.model_step, producer)
     model_tag = args.model_tag or find_largest_model(os.path.join(get_base_dir(), SOURCES[args.source]))
     B, E = args.device_batch_size, args.target_examples_per_step
     if E % (B * world_size):
         fit = max(1, round(E / (B * world_size))) * B * world_size
         raise ValueError(f"--target-examples-per-step={E} is not a multiple of device_batch_size × world_size = {B} × "
                          f"{world_size} = {B * world_size}: use --target-examples-per-step={fit} or change --device-batch-size")
-    r = SimpleNamespace(args=args, device_type=device_type, rank=rank, world_size=world_size, device=device, master=rank == 0,
-                        autocast=_autocast(device_type, get_compute_dtype(device_type)), model=model, tokenizer=tokenizer,
-                        config=model.config, model_tag=model_tag, T=args.max_seq_len or model.config.sequence_len, B=B, E=E,
-                        grad_accum=E // (B * world_size), pad_id=tokenizer.encode_special("<|assistant_end|>"), metrics_fn=metrics_fn,
-                        checkpoint_dir=os.path.join(get_base_dir(), SOURCES["sft"], model_tag))
-    r.slots = data_slots(rank, world_size, r.grad_accum)
+    vars(r).update(args=args, model=model, tokenizer=tokenizer, config=model.config, model_tag=model_tag,
+                   T=args.max_seq_len or model.config.sequence_len, B=B, E=E, grad_accum=E // (B * world_size),
+                   pad_id=tokenizer.encode_special("<|assistant_end|>"), metrics_fn=metrics_fn,
+                   checkpoint_dir=os.path.join(get_base_dir(), SOURCES["sft"], model_tag))
+    r.slots = data_slots(r.rank, world_size, r.grad_accum)
     r.train_data = train_data if train_data is not None else (load_conversations(args.train_data) if args.train_data else sft_train_mixture())
     val_data = val_data if val_data is not None else (load_conversations(args.val_data) if args.val_data else sft_val_data())
     N = len(r.train_data)
@@ -188,12 +178,7 @@ def sft_setup(args, train_data=None, val_data=None, metrics_fn=None):
     r.val_rows = [render_for_sft(val_data[i], tokenizer, r.T)[:2] for i in range(min(args.eval_examples, len(val_data)))]
     print0(f"SFT {model_tag} from {args.source}: {model.num_params():,} params; {N:,} train conversations, {r.num_iterations:,} "
            f"steps of {E} ({B} × {world_size} ranks × {r.grad_accum} micro-steps), --loss-norm={args.loss_norm}; {len(r.val_rows)} val conversations")
-    r.optimizers = setup_optimizers(model, unembedding_lr=args.unembedding_lr, embedding_lr=args.embedding_lr,
-                                    matrix_lr=args.matrix_lr, weight_decay=args.weight_decay)
-    for opt in r.optimizers:
-        for group in opt.param_groups:
-            group["lr"] *= args.init_lr_frac; group["initial_lr"] = group["lr"]
-    for group in r.optimizers[1].param_groups: group["ns_dtype"] = torch.bfloat16 if device_type == "cuda" else torch.float32
+    r.optimizers = make_optimizers(model, args, r.device_type)   # pretraining's lrs × --init-lr-frac (04c)
     r.loop = dict(val_loss=None, metrics={}, truncated=0, seen=0, training_time=0.0)
     return r
 
@@ -237,20 +222,20 @@ def sft_train_step(r, step):
 def sft_evaluate(r, step, log):
     "The evaluations due at `step`: the val loss every `--eval-every` steps and at the end, MMLU/ARC-Easy every `--eval-metrics-every`."
     args, last = r.args, step == r.num_iterations
-    if last or (args.eval_every > 0 and step % args.eval_every == 0):
+    if due(step, args.eval_every, last, at_start=True):
         r.model.eval()
         with r.autocast: r.loop["val_loss"] = sft_val_loss(r.model, r.val_rows, r.B, r.pad_id, r.rank, r.world_size, r.device)
         r.model.train()
         print0(f"step {step:05d} | val loss {r.loop['val_loss']:.4f}")
-        log(dict(step=step, val_loss=r.loop["val_loss"]))
-    if (last and args.eval_metrics_every > 0) or (args.eval_metrics_every > 0 and step > 0 and step % args.eval_metrics_every == 0):
+        log(dict(step=step, val_loss=r.loop["val_loss"])); r.wandb.log({"step": step, "val/loss": r.loop["val_loss"]})
+    if args.eval_metrics_every > 0 and due(step, args.eval_metrics_every, last):
         r.model.eval()
         with r.autocast:
             r.loop["metrics"] = (r.metrics_fn(r.model, r.tokenizer) if r.metrics_fn else
                                  _mc_metrics(r.model, r.tokenizer, args.eval_metrics_max_problems, 2 * r.B))
         r.model.train()
         print0(f"step {step:05d} | " + " | ".join(f"{k} {v:.4f}" for k, v in r.loop["metrics"].items()))
-        log(dict(step=step, **r.loop["metrics"]))
+        log(dict(step=step, **r.loop["metrics"])); r.wandb.log({"step": step, **r.loop["metrics"]})
 
 def sft_save(r, step):
     "A checkpoint of `step` with the optimizer shards and the loop state: what `--resume` needs to continue exactly."
@@ -264,16 +249,14 @@ def sft_save(r, step):
 def sft_resume(r):
     """Load the last checkpoint of `r.checkpoint_dir` into the model, the optimizers and the loop state; return its step.
     Refuses (one line) a checkpoint that another model shape, number of ranks, batch split or `--loss-norm` wrote."""
-    step = find_last_step(r.checkpoint_dir)
-    model_state, optim_state, meta = load_checkpoint(r.checkpoint_dir, step, r.device, load_optimizer=True, rank=r.rank)
-    if meta["model_config"] != asdict(r.config) or meta.get("world_size") != r.world_size or meta.get("grad_accum") != r.grad_accum:
-        raise ValueError(f"cannot resume {r.checkpoint_dir} step {step} exactly: it was saved by {meta.get('world_size')} ranks "
-                         f"with {meta.get('grad_accum')} micro-steps; keep the number of ranks and the batch flags")
-    if meta["user_config"].get("loss_norm", "step") != r.args.loss_norm:
-        raise ValueError(f"cannot resume {r.checkpoint_dir} step {step} exactly: it was trained with "
-                         f"--loss-norm={meta['user_config'].get('loss_norm', 'step')}, not {r.args.loss_norm}")
-    r.model.load_state_dict(model_state, strict=True)
-    for opt, state in zip(r.optimizers, optim_state): opt.load_state_dict(state)
+    def check(step, meta):
+        if meta["model_config"] != asdict(r.config) or meta.get("world_size") != r.world_size or meta.get("grad_accum") != r.grad_accum:
+            raise ValueError(f"cannot resume {r.checkpoint_dir} step {step} exactly: it was saved by {meta.get('world_size')} ranks "
+                             f"with {meta.get('grad_accum')} micro-steps; keep the number of ranks and the batch flags")
+        if meta["user_config"].get("loss_norm", "step") != r.args.loss_norm:
+            raise ValueError(f"cannot resume {r.checkpoint_dir} step {step} exactly: it was trained with "
+                             f"--loss-norm={meta['user_config'].get('loss_norm', 'step')}, not {r.args.loss_norm}")
+    step, meta = load_resume(r, r.checkpoint_dir, r.model, r.optimizers, check=check)
     r.loop = {**r.loop, **meta["loop_state"]}
     print0(f"resumed from {r.checkpoint_dir} step {step}")
     return step
@@ -285,25 +268,17 @@ def train(args, train_data=None, val_data=None, metrics_fn=None):
     wall0 = time.time()
     r = sft_setup(args, train_data, val_data, metrics_fn)
     step = start_step = sft_resume(r) if args.resume else 0
-    log_path, log_file, history = os.path.join(r.checkpoint_dir, "train_log.jsonl"), None, []
-    if r.master and not args.dry_run:   # a resumed run keeps the records of the steps before its checkpoint
-        os.makedirs(r.checkpoint_dir, exist_ok=True)
-        kept = []
-        if args.resume and os.path.exists(log_path):
-            with open(log_path) as f: kept = [l for l in f if json.loads(l)["step"] < start_step]
-        log_file = open(log_path, "w"); log_file.writelines(kept); log_file.flush()
-    def log(rec):
-        if log_file is not None: log_file.write(json.dumps(rec) + "\n"); log_file.flush()
+    history, (log, close_log) = [], open_log(os.path.join(r.checkpoint_dir, "train_log.jsonl"), r.master and not args.dry_run,
+                                              args.resume, start_step)
 
     while True:
         last = step == r.num_iterations
         sft_evaluate(r, step, log)
-        if (not args.dry_run and (last or (args.save_every > 0 and step > 0 and step % args.save_every == 0))
-                and not (args.resume and step == start_step)): sft_save(r, step)
+        if save_due(args, step, start_step, last): sft_save(r, step)
         if last: break
         rec = sft_train_step(r, step)
         step += 1
-        history.append(rec); log(rec)
+        history.append(rec); log(rec); r.wandb.log({"step": step - 1, "train/loss": rec["train_loss"], "train/lrm": rec["lrm"]})
         if step % args.log_every == 0 or step == r.num_iterations:
             print0(f"step {step - 1:05d}/{r.num_iterations:05d} | loss {rec['train_loss']:.4f} | supervised tokens "
                    f"{rec['num_tokens']:,} | lrm {rec['lrm']:.3f} | dt {rec['dt'] * 1000:.0f}ms")
@@ -314,13 +289,11 @@ def train(args, train_data=None, val_data=None, metrics_fn=None):
     wall = time.time() - wall0
     if r.device_type == "cuda": print0(f"peak memory: {torch.cuda.max_memory_allocated(r.device) / 2**30:.2f} GiB")
     print0(f"done: {step} steps, val loss {loop['val_loss']:.4f}, wall {wall:.1f}s")
-    if log_file is not None: log_file.close()
-    if r.master and not args.dry_run:
-        get_report().log(section="Chat SFT", data=[vars(args), {
-            "Training rows": len(r.train_data), "Number of iterations": step, "DDP world size": r.world_size,
-            "Training loss": history[-1]["train_loss"] if history else None, "Validation loss": loop["val_loss"],
-            "Truncated conversations": loop["truncated"], **{k.replace("_acc", " accuracy"): v for k, v in loop["metrics"].items()}}])
-    compute_cleanup()
+    close_log()
+    finish_run(r, None if args.dry_run else "Chat SFT", [vars(args), {
+        "Training rows": len(r.train_data), "Number of iterations": step, "DDP world size": r.world_size,
+        "Training loss": history[-1]["train_loss"] if history else None, "Validation loss": loop["val_loss"],
+        "Truncated conversations": loop["truncated"], **{k.replace("_acc", " accuracy"): v for k, v in loop["metrics"].items()}}], r.wandb)
     return dict(history=history, val_loss=loop["val_loss"], metrics=loop["metrics"], step=step, truncated=loop["truncated"],
                 checkpoint_dir=r.checkpoint_dir, wall_time=wall)
 

@@ -19,7 +19,7 @@ NBS, LESSONS = ROOT / "nbs", ROOT / "lessons"
 FLAGS = ("slow", "gpu", "multigpu", "net", "notest")          # pyproject's tst_flags
 # notebook name -> lesson directory (first match wins): the table of lessons/README.md
 LESSON_OF = [(r"00c_", "L09_eval"), (r"00", "L01_tokenizer"), (r"01", "L01_tokenizer"), (r"0[23]", "L02_transformer"),
-             (r"04_", "L03_optimizers"), (r"04b|05_", "L04_pretraining"), (r"05[a-z]", "L05_tasks"), (r"06", "L06_midtrain"),
+             (r"04_", "L03_optimizers"), (r"04[bc]|05_", "L04_pretraining"), (r"05[a-z]", "L05_tasks"), (r"06", "L06_midtrain"),
              (r"07", "L07_sft"), (r"08", "L08_rl"), (r"09", "L09_eval"), (r"10", "L10_serving")]
 DIRECTIVE = re.compile(r"^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$")
 
