@@ -6,7 +6,9 @@ and the same code on 1 CPU process, 8 GPUs or several nodes."""
 
 # %% auto #0
 __all__ = ['SAMPLE_PROMPTS', 'training_horizon', 'grad_accum_steps', 'accumulate_gradients', 'data_slots', 'set_schedules',
-           'train_step', 'evaluate_bpb', 'get_parser', 'parse_args', 'sample_completions', 'train', 'main', 'loss_main']
+           'train_step', 'evaluate_bpb', 'get_parser', 'parse_args', 'sample_completions', 'build_base_model',
+           'print_plan', 'resume_or_start', 'train_loaders', 'val_batches', 'evaluate_now', 'sample_now',
+           'checkpoint_meta', 'report_step', 'print_done', 'train', 'main', 'loss_main']
 
 # %% ../nbs/05_pretrain.ipynb #1ab700e5
 import os, json, math, time, argparse
@@ -229,8 +231,9 @@ def _print_step(rec, num_iterations, training_time):
            f"(smooth {rec['smooth_loss']:.4f}) | gnorm {rec['grad_norm']:.4f} | lrm {rec['lrm']:.3f} | dt {rec['dt'] * 1000:.1f}ms | "
            f"tok/s {rec['tok_per_sec']:,.0f} | {speed} | train time {training_time / 60:.2f}m")
 
-def _report_data(args, run, history, loop, num_params, flops_per_token, num_iterations, total_tokens, peak):
+def _report_data(args, run, history, loop, num_params, flops_per_token, num_iterations, peak):
     "The report card's section: the reference's keys, MFU averaged over the timed steps."
+    total_tokens = num_iterations * args.total_batch_size
     timed = history[(10 if run.use_compile else 1):]
     mfu_avg = sum(r["mfu"] for r in timed) / len(timed) if timed and peak else None
     return [vars(args), {
@@ -242,6 +245,96 @@ def _report_data(args, run, history, loop, num_params, flops_per_token, num_iter
         "Total training flops": f"{flops_per_token * total_tokens:e}",
         "Total training time": f"{loop['training_time'] / 60:.2f}m",
         "Peak memory usage": f"{torch.cuda.max_memory_allocated(run.device) / 2**20:.2f}MiB" if run.device_type == "cuda" else "n/a (CPU)"}]
+
+# %% ../nbs/05_pretrain.ipynb #bee914cc
+def build_base_model(depth, vocab_size, seq_len, device):
+    "A freshly initialised base GPT of `depth` blocks on `device` (built on the meta device first). Returns (model, config)."
+    config = GPTConfig.from_depth(depth, vocab_size, seq_len)
+    with torch.device("meta"): model = GPT(config)
+    model.to_empty(device=device)
+    model.init_weights()
+    return model, config
+
+# %% ../nbs/05_pretrain.ipynb #fad44a9c
+def print_plan(args, run, config, num_params, flops_per_token, num_iterations, rule, grad_accum):
+    "Print (rank 0) the model, the training horizon and the batch arithmetic of a pretraining run."
+    B, T, total_tokens = args.device_batch_size, args.max_seq_len, num_iterations * args.total_batch_size
+    print0(f"model: depth {config.n_layer}, width {config.n_embd}, {config.n_head} × {config.head_dim}-dim heads, vocab {config.vocab_size:,}, "
+           f"T {T}: {num_params:,} params, {flops_per_token:.4g} FLOPs/token")
+    print0(f"horizon ({rule}): {num_iterations:,} steps × {args.total_batch_size:,} tokens = {total_tokens:,} tokens "
+           f"({total_tokens / num_params:.2f} per param), {flops_per_token * total_tokens:.3g} FLOPs")
+    print0(f"batch: {B} rows × {T} tokens × {run.world_size} ranks × {grad_accum} micro-steps = {args.total_batch_size:,} tokens/step; "
+           f"{'bf16 autocast' if run.dtype == torch.bfloat16 else str(run.dtype).replace('torch.', '')} on {run.device_type}"
+           f"{', compiled' if run.use_compile else ''}")
+
+# %% ../nbs/05_pretrain.ipynb #1fba3843
+def resume_or_start(args, run, checkpoint_dir, model, optimizers, config, n_slots):
+    """Returns (start step, every data slot's loader state or None, loop state): from the checkpoint on `--resume`
+    (which also loads `model` and this rank's shard of `optimizers`), else from scratch."""
+    loop = dict(val_bpb=None, min_val_bpb=None, smooth_loss=0.0, training_time=0.0)
+    if not args.resume:
+        if run.master: _warn_if_used(checkpoint_dir)
+        return 0, None, loop
+    start_step, meta = load_resume(run, checkpoint_dir, model, optimizers, args.resume_from_step,
+                                   _resume_check(checkpoint_dir, config, run.world_size, n_slots))
+    loop = {**loop, **meta["loop_state"]}
+    print0(f"resumed from {checkpoint_dir} step {start_step:,} (val bpb {loop['val_bpb']})")
+    return start_step, meta["dataloader_state_dict"], loop
+
+# %% ../nbs/05_pretrain.ipynb #8171dc53
+def train_loaders(tokenizer, B, T, device, slots, n_slots, loader_states=None):
+    """One training loader per data slot in `slots` (of `n_slots`), each resumed from `loader_states[slot]` if given.
+    Returns (loaders, consumed): `consumed[slot]` is the loader state after the last batch used, for the checkpoint."""
+    loaders = [distributed_data_loader(tokenizer, B, T, "train", device=device, rank=s, world_size=n_slots,
+                                       resume_state=loader_states[s] if loader_states else None) for s in slots]
+    return loaders, {s: (loader_states[s] if loader_states else None) for s in slots}
+
+def val_batches(tokenizer, B, T, per_slot, device, slots, n_slots):
+    "`per_slot` val batches of every data slot in `slots`, one slot after the other."
+    for s in slots: yield from eval_batches(tokenizer, B, T, per_slot, split="val", device=device, rank=s, world_size=n_slots)
+
+# %% ../nbs/05_pretrain.ipynb #bd968c1d
+def evaluate_now(model, run, batches, steps, token_bytes, loop, step, log, wandb_run):
+    "Val bpb of `model` over `steps` of `batches`; updates loop['val_bpb'] and loop['min_val_bpb'], prints and logs it."
+    model.eval()
+    with run.autocast: val = evaluate_bpb(model, batches, steps, token_bytes)
+    model.train()
+    loop["val_bpb"] = val
+    loop["min_val_bpb"] = val if loop["min_val_bpb"] is None else min(loop["min_val_bpb"], val)
+    print0(f"step {step:05d} | val bpb {val:.4f}")
+    log(dict(step=step, val_bpb=val)); wandb_run.log({"step": step, "val/bpb": val})
+    return val
+
+def sample_now(model, run, tokenizer, prompts, max_tokens, step, log):
+    "Greedy completions of `prompts` (in eval mode, under the run's autocast), printed and logged. Returns the texts."
+    model.eval()
+    with run.autocast: texts = sample_completions(model, tokenizer, prompts, max_tokens)
+    model.train()
+    for t in texts: print(f"  sample: {t!r}")
+    log(dict(step=step, samples=texts))
+    return texts
+
+def checkpoint_meta(step, args, config, world_size, loop, consumed):
+    "The metadata of step `step`'s checkpoint: configs, batch shape, every data slot's state (a collective), loop state."
+    return dict(step=step, val_bpb=loop["val_bpb"], model_config=asdict(config), user_config=vars(args),
+                device_batch_size=args.device_batch_size, max_seq_len=args.max_seq_len, world_size=world_size,
+                dataloader_state_dict=gather_states(consumed, world_size), loop_state=loop)
+
+# %% ../nbs/05_pretrain.ipynb #e692f6e7
+def report_step(rec, history, log, wandb_run, log_every, num_iterations, training_time):
+    "Append optimizer step `rec['step']`'s record to `history` and the log; print it and send it to wandb when due."
+    history.append(rec); log(rec)
+    step = rec["step"] + 1   # steps done
+    if step % log_every == 0 or step == num_iterations: _print_step(rec, num_iterations, training_time)
+    if step % 100 == 0 or step == num_iterations:
+        wandb_run.log({"step": step - 1, "train/loss": rec["smooth_loss"], "train/grad_norm": rec["grad_norm"], "train/lrm": rec["lrm"],
+                       "train/tok_per_sec": rec["tok_per_sec"], **({"train/mfu": rec["mfu"]} if rec["mfu"] is not None else {})})
+
+def print_done(run, loop, num_iterations, wall):
+    "The closing lines of a run: peak GPU memory (CUDA), the last and best val bpb, training and wall time."
+    if run.device_type == "cuda": print0(f"peak memory: {torch.cuda.max_memory_allocated(run.device) / 2**30:.2f} GiB")
+    print0(f"done: {num_iterations:,} steps, val bpb {loop['val_bpb']:.4f} (best {loop['min_val_bpb']:.4f}), "
+           f"training time {loop['training_time'] / 60:.2f}m, wall time {wall / 60:.2f}m")
 
 # %% ../nbs/05_pretrain.ipynb #c4217e02
 def train(args):
@@ -255,13 +348,10 @@ def train(args):
     wandb_run = start_wandb(args, run.master, args.run if args.run != "dummy" else model_tag,
                             {**vars(args), "model_tag": model_tag}, args.wandb_project)
 
-    # tokenizer and model: built on the meta device (shapes only), then materialised and initialised on `device`
+    # tokenizer and model
     tokenizer = get_tokenizer()
     token_bytes = get_token_bytes(device=device)
-    config = GPTConfig.from_depth(args.depth, tokenizer.get_vocab_size(), args.max_seq_len)
-    with torch.device("meta"): model = GPT(config)
-    model.to_empty(device=device)
-    model.init_weights()
+    model, config = build_base_model(args.depth, tokenizer.get_vocab_size(), args.max_seq_len, device)
     num_params, flops_per_token = model.num_params(), model.estimate_flops()
 
     # horizon and batch arithmetic
@@ -270,38 +360,19 @@ def train(args):
                                             args.target_flops, args.target_param_data_ratio)
     grad_accum = grad_accum_steps(args.total_batch_size, B, T, world_size)
     n_slots = world_size * grad_accum
-    total_tokens = num_iterations * args.total_batch_size
-    print0(f"model: depth {config.n_layer}, width {config.n_embd}, {config.n_head} × {config.head_dim}-dim heads, vocab {config.vocab_size:,}, "
-           f"T {T}: {num_params:,} params, {flops_per_token:.4g} FLOPs/token")
-    print0(f"horizon ({rule}): {num_iterations:,} steps × {args.total_batch_size:,} tokens = {total_tokens:,} tokens "
-           f"({total_tokens / num_params:.2f} per param), {flops_per_token * total_tokens:.3g} FLOPs")
-    print0(f"batch: {B} rows × {T} tokens × {world_size} ranks × {grad_accum} micro-steps = {args.total_batch_size:,} tokens/step; "
-           f"{'bf16 autocast' if run.dtype == torch.bfloat16 else str(run.dtype).replace('torch.', '')} on {run.device_type}"
-           f"{', compiled' if run.use_compile else ''}")
+    print_plan(args, run, config, num_params, flops_per_token, num_iterations, rule, grad_accum)
 
     # optimizers, and on --resume: the model, this rank's optimizer shard, every data slot's position, the loop state
     optimizers = make_optimizers(model, args, run.device_type)
-    start_step, loader_states = 0, None
-    loop = dict(val_bpb=None, min_val_bpb=None, smooth_loss=0.0, training_time=0.0)
-    if args.resume:
-        start_step, meta = load_resume(run, checkpoint_dir, model, optimizers, args.resume_from_step,
-                                       _resume_check(checkpoint_dir, config, world_size, n_slots))
-        loader_states, loop = meta["dataloader_state_dict"], {**loop, **meta["loop_state"]}
-        print0(f"resumed from {checkpoint_dir} step {start_step:,} (val bpb {loop['val_bpb']})")
-    elif run.master: _warn_if_used(checkpoint_dir)
+    start_step, loader_states, loop = resume_or_start(args, run, checkpoint_dir, model, optimizers, config, n_slots)
     orig_model = model   # uncompiled: for saving, sampling (variable shapes) and the optimizers' parameter lists
     if run.use_compile: model = torch.compile(model, dynamic=False)
 
     # one loader per data slot this rank runs (see "Which data does each micro-step read?")
     slots = data_slots(run.rank, world_size, grad_accum)
-    loaders = [distributed_data_loader(tokenizer, B, T, "train", device=device, rank=s, world_size=n_slots,
-                                       resume_state=loader_states[s] if loader_states else None) for s in slots]
-    consumed = {s: (loader_states[s] if loader_states else None) for s in slots}   # state after the last batch used
+    loaders, consumed = train_loaders(tokenizer, B, T, device, slots, n_slots, loader_states)
     x, y, pending = next(loaders[0])                                               # prefetch the first micro-batch
     eval_per_slot = max(1, args.eval_tokens // (B * T * n_slots))   # val batches per data slot
-    def val_batches():   # the val split sharded by slot too, so val bpb does not depend on the number of ranks
-        for s in slots: yield from eval_batches(tokenizer, B, T, eval_per_slot, split="val", device=device, rank=s, world_size=n_slots)
-    prompts = args.sample_prompt or SAMPLE_PROMPTS
     peak = get_peak_flops(torch.cuda.get_device_name(device)) if run.device_type == "cuda" else None
     history = []
     log, close_log = open_log(os.path.join(checkpoint_dir, "train_log.jsonl"), run.master, args.resume, start_step)
@@ -310,23 +381,12 @@ def train(args):
     while True:
         last = step == num_iterations
         if due(step, args.eval_every, last, at_start=True):
-            model.eval()
-            with run.autocast: val = evaluate_bpb(model, val_batches(), eval_per_slot * grad_accum, token_bytes)
-            model.train()
-            loop["val_bpb"] = val
-            loop["min_val_bpb"] = val if loop["min_val_bpb"] is None else min(loop["min_val_bpb"], val)
-            print0(f"step {step:05d} | val bpb {val:.4f}")
-            log(dict(step=step, val_bpb=val)); wandb_run.log({"step": step, "val/bpb": val})
+            evaluate_now(model, run, val_batches(tokenizer, B, T, eval_per_slot, device, slots, n_slots),
+                         eval_per_slot * grad_accum, token_bytes, loop, step, log, wandb_run)
         if run.master and due(step, args.sample_every, last):
-            orig_model.eval()
-            with run.autocast: texts = sample_completions(orig_model, tokenizer, prompts, args.sample_tokens)
-            orig_model.train()
-            for t in texts: print(f"  sample: {t!r}")
-            log(dict(step=step, samples=texts))
+            sample_now(orig_model, run, tokenizer, args.sample_prompt or SAMPLE_PROMPTS, args.sample_tokens, step, log)
         if save_due(args, step, start_step, last):
-            meta = dict(step=step, val_bpb=loop["val_bpb"], model_config=asdict(config), user_config=vars(args),
-                        device_batch_size=B, max_seq_len=T, world_size=world_size,
-                        dataloader_state_dict=gather_states(consumed, world_size), loop_state=loop)   # a collective
+            meta = checkpoint_meta(step, args, config, world_size, loop, consumed)   # a collective
             save_checkpoint(checkpoint_dir, step, orig_model.state_dict(), [o.state_dict() for o in optimizers], meta, run.rank)
             print0(f"step {step:05d} | saved checkpoint to {checkpoint_dir}")
         if last: break
@@ -349,19 +409,13 @@ def train(args):
         step, run_steps = step + 1, run_steps + 1
         if run_steps > (10 if run.use_compile else 1): loop["training_time"] += dt   # skip compilation / warm-up steps
         rec = _step_record(loop, step - 1, loss_value, grad_norm, lrm, dt, args.total_batch_size, flops_per_token, peak, world_size)
-        history.append(rec); log(rec)
-        if step % args.log_every == 0 or step == num_iterations: _print_step(rec, num_iterations, loop["training_time"])
-        if step % 100 == 0 or step == num_iterations:
-            wandb_run.log({"step": step - 1, "train/loss": rec["smooth_loss"], "train/grad_norm": grad_norm, "train/lrm": lrm,
-                           "train/tok_per_sec": rec["tok_per_sec"], **({"train/mfu": rec["mfu"]} if rec["mfu"] is not None else {})})
+        report_step(rec, history, log, wandb_run, args.log_every, num_iterations, loop["training_time"])
 
     wall = time.time() - wall0
-    if run.device_type == "cuda": print0(f"peak memory: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB")
-    print0(f"done: {num_iterations:,} steps, val bpb {loop['val_bpb']:.4f} (best {loop['min_val_bpb']:.4f}), "
-           f"training time {loop['training_time'] / 60:.2f}m, wall time {wall / 60:.2f}m")
+    print_done(run, loop, num_iterations, wall)
     close_log()
     finish_run(run, "Base model training",   # rank 0 writes the report card's section, the other ranks get a no-op
-               _report_data(args, run, history, loop, num_params, flops_per_token, num_iterations, total_tokens, peak), wandb_run)
+               _report_data(args, run, history, loop, num_params, flops_per_token, num_iterations, peak), wandb_run)
     return dict(history=history, val_bpb=loop["val_bpb"], min_val_bpb=loop["min_val_bpb"], step=step,
                 checkpoint_dir=checkpoint_dir, num_params=num_params, wall_time=wall)
 
