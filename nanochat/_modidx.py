@@ -286,7 +286,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'nanochat.optim._launched': ('muon.html#_launched', 'nanochat/optim.py'),
                                 'nanochat.optim._newtonschulz': ('muon.html#_newtonschulz', 'nanochat/optim.py'),
                                 'nanochat.optim._rank_world': ('muon.html#_rank_world', 'nanochat/optim.py'),
-                                'nanochat.optim._setup_optimizers_method': ('muon.html#_setup_optimizers_method', 'nanochat/optim.py'),
                                 'nanochat.optim.adamw_update': ('muon.html#adamw_update', 'nanochat/optim.py'),
                                 'nanochat.optim.clip_grad_norm': ('muon.html#clip_grad_norm', 'nanochat/optim.py'),
                                 'nanochat.optim.get_lr_multiplier': ('muon.html#get_lr_multiplier', 'nanochat/optim.py'),

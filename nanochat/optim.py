@@ -256,15 +256,6 @@ def setup_optimizers(model, unembedding_lr=0.004, embedding_lr=0.2, matrix_lr=0.
         for group in opt.param_groups: group["initial_lr"] = group["lr"]   # the schedule multiplies this
     return [adamw, muon]
 
-# %% ../nbs/04_muon.ipynb #99f4fd9b
-from .gpt import GPT
-
-def _setup_optimizers_method(self, unembedding_lr=0.004, embedding_lr=0.2, matrix_lr=0.02, weight_decay=0.0):
-    "The reference's spelling: `model.setup_optimizers(...)` returns [adamw, muon], as `setup_optimizers(model, ...)`."
-    return setup_optimizers(self, unembedding_lr=unembedding_lr, embedding_lr=embedding_lr, matrix_lr=matrix_lr,
-                            weight_decay=weight_decay)
-GPT.setup_optimizers = _setup_optimizers_method
-
 # %% ../nbs/04_muon.ipynb #64e58b94
 def get_lr_multiplier(it, num_iterations, warmup_ratio=0.0, warmdown_ratio=0.2, final_lr_frac=0.0):
     "LR multiplier at step `it` of `num_iterations`: linear warm-up, constant 1, linear warm-down to `final_lr_frac`."
