@@ -139,7 +139,13 @@ def _synthetic(tmp_path):
     nbformat.write(nb, p)
     return p
 
-def test_generator_on_a_synthetic_notebook(tmp_path):
+@pytest.fixture
+def toy_in_L02(monkeypatch):
+    "The synthetic notebook listed under L02, as if the lesson table of lessons/README.md named it."
+    table = [(t, g, s + ["03z_toy"] if g.parent.name == "L02_transformer" else s) for t, g, s in mx.lesson_table()]
+    monkeypatch.setattr(mx, "lesson_table", lambda: table)
+
+def test_generator_on_a_synthetic_notebook(tmp_path, toy_in_L02):
     ex, out, stats = mx.build(_synthetic(tmp_path))
     assert out.relative_to(ROOT).as_posix() == "lessons/L02_transformer/exercises/03z_toy.ipynb"
     assert [(s[0], s[1]) for s in stats] == [(["__init__", "add", "tag"], 4), (["norm", "double"], 2)]
@@ -260,7 +266,7 @@ def test_lint_catches_authoring_mistakes(tmp_path):
     assert "imports 'f'" in found and "relative path '../tests/x.py'" in found, found
     assert "nothing runs" not in found, "a cell that runs code after the exercise counts as its check"
 
-def test_check_finds_missing_stale_and_extra(tmp_path, monkeypatch, capsys):
+def test_check_finds_missing_stale_and_extra(tmp_path, monkeypatch, capsys, toy_in_L02):
     (tmp_path / "nbs").mkdir()
     src = _synthetic(tmp_path / "nbs")
     monkeypatch.setattr(mx, "NBS", tmp_path / "nbs"); monkeypatch.setattr(mx, "LESSONS", tmp_path / "lessons")

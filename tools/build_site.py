@@ -22,13 +22,14 @@ import argparse, html, importlib, os, re, shutil, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from make_exercises import DIRECTIVE, lesson_table   # the notebook -> lesson table and the `#|` syntax, written once
 NBS, LESSONS = ROOT / "nbs", ROOT / "lessons"
 SITE_TITLE = "nanochat course"
 # what the builder skips in a notebook: nbdev's `#| hide` cells and `#| default_exp` cells, and the directive
 # lines nbdev itself hides (the test-tier flags `#| slow`, `#| gpu`, ... stay: they tell a reader what a cell needs)
 HIDE_CELL = {"hide", "default_exp"}
 DROP_LINE = {"export", "exporti", "exports", "exercise", "exercise-drop", "hide_line", "filter_stream", "eval"}
-DIRECTIVE = re.compile(r"^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$")
 SHORT = {"nbs/index.ipynb": "Home", "lessons/README.md": "Start here: how the lessons work",
          "lessons/capstone/README.md": "Capstone", "README.md": "The repository's README"}
 
@@ -40,16 +41,6 @@ def _need(module, extra):
 
 
 # ---- the pages and their order --------------------------------------------------------------------------------
-
-def lesson_table():
-    "[(lesson title, guide path, [notebook stems])] from the table 'lesson | notebooks | you build' of lessons/README.md."
-    rows = []
-    for line in (LESSONS / "README.md").read_text().splitlines():
-        m = re.match(r"\|\s*\[([^\]]+)\]\(([^)]+/README\.md)\)\s*\|([^|]*)\|", line)
-        if m: rows.append((m[1], LESSONS / m[2], re.findall(r"`([^`]+)`", m[3])))
-    if not rows: raise SystemExit("build_site: no lesson table found in lessons/README.md")
-    return rows
-
 
 def reading_order():
     "The sidebar: [(section title or None, [source paths])], every notebook of nbs/ and every lesson guide once."

@@ -17,15 +17,22 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 NBS, LESSONS = ROOT / "nbs", ROOT / "lessons"
 FLAGS = ("slow", "gpu", "multigpu", "net", "notest")          # pyproject's tst_flags
-# notebook name -> lesson directory (first match wins): the table of lessons/README.md
-LESSON_OF = [(r"00c_", "L09_eval"), (r"00", "L01_tokenizer"), (r"01", "L01_tokenizer"), (r"0[23]", "L02_transformer"),
-             (r"04_", "L03_optimizers"), (r"04[bc]|05_", "L04_pretraining"), (r"05[a-z]", "L05_tasks"), (r"06", "L06_midtrain"),
-             (r"07", "L07_sft"), (r"08", "L08_rl"), (r"09", "L09_eval"), (r"10", "L10_serving")]
 DIRECTIVE = re.compile(r"^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$")
 
+def lesson_table():
+    """[(lesson title, guide path, [notebook stems])] from the table 'lesson | notebooks | you build' of
+    lessons/README.md: the one place that says which lesson a notebook belongs to (the site's sidebar reads it too)."""
+    rows = []
+    for line in (LESSONS / "README.md").read_text().splitlines():
+        m = re.match(r"\|\s*\[([^\]]+)\]\(([^)]+/README\.md)\)\s*\|([^|]*)\|", line)
+        if m: rows.append((m[1], LESSONS / m[2], re.findall(r"`([^`]+)`", m[3])))
+    if not rows: raise SystemExit("no lesson table found in lessons/README.md")
+    return rows
+
 def lesson_dir(stem):
-    d = next((d for pat, d in LESSON_OF if re.match(pat, stem)), None)
-    if d is None: raise ValueError(f"{stem}: no lesson for this notebook; add it to LESSON_OF in tools/make_exercises.py")
+    "The lesson directory of notebook `stem`: the row of lessons/README.md's table that lists it."
+    d = next((guide.parent.name for _, guide, stems in lesson_table() if stem in stems), None)
+    if d is None: raise ValueError(f"{stem}: no lesson lists this notebook; add it to the lesson table of lessons/README.md")
     return LESSONS / d
 
 def directives(src):
