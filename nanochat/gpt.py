@@ -140,7 +140,8 @@ def forward(self: CausalSelfAttention, x, cos_sin, kv_cache=None):
         y = F.scaled_dot_product_attention(q, k, v, is_causal=False, enable_gqa=gqa)
     else:
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(Tq, Tk, device=q.device), enable_gqa=gqa)
-    return self.c_proj(y.transpose(1, 2).reshape(B, T, -1))   # glue the heads back: (B, T, C)
+    # glue the heads back: (B, T, C); c_proj's product without the module call, which a decode step pays per layer
+    return F.linear(y.transpose(1, 2).reshape(B, T, -1), self.c_proj.weight)
 
 # %% ../nbs/03_gpt.ipynb #1f4c4a78
 class GPT(nn.Module):

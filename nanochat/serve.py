@@ -245,8 +245,8 @@ def _retire(self: Scheduler):
 # %% ../nbs/10_serving.ipynb #da0e4f9a
 @patch
 def _draw_rows(self: Scheduler, rows, logits):
-    "A token per row: one batched argmax for every greedy row; the engine's sampler once per group of rows that share settings."
-    out, groups = logits.argmax(-1).tolist(), {}
+    "A token per row: one batched argmax (as max's indices) for every greedy row; the engine's sampler once per group of rows that share settings."
+    out, groups = logits.max(-1).indices.tolist(), {}   # max's indices: argmax's, faster on CPU
     for b, s in enumerate(rows):
         r = s.req
         if r.temperature > 0 and not s.forced: groups.setdefault((r.temperature, r.top_k, r.top_p), []).append(b)
