@@ -9,6 +9,7 @@ __all__ = ['stream_reply', 'chat_cli_parser', 'load_chat_model', 'chat_cli_main'
 import os, sys, argparse
 import torch
 from .common import compute_init, get_base_dir, autodetect_device_type, get_compute_dtype
+from .run import autocast_for
 from .checkpoint import load_model, SOURCES
 from .engine import Engine, TextStream
 
@@ -63,7 +64,7 @@ def load_chat_model(args):
     device_type = args.device_type or autodetect_device_type()
     _, _, _, _, device = compute_init(device_type)
     dtype = getattr(torch, args.dtype) if args.dtype else get_compute_dtype(device_type)
-    autocast = torch.amp.autocast(device_type=device_type, dtype=dtype) if dtype == torch.bfloat16 and device_type == "cuda" else torch.autocast("cpu", enabled=False)
+    autocast = autocast_for(device_type, dtype)
     try: model, tokenizer, meta = load_model(args.source, device, phase="eval", model_tag=args.model_tag, step=args.step)
     except FileNotFoundError:
         where = os.path.join(get_base_dir(), SOURCES[args.source])

@@ -9,11 +9,11 @@ __all__ = ['CHAT_TASKS', 'CHATCORE_BASELINES', 'letter_token_ids', 'last_positio
 
 # %% ../nbs/05c_chat_eval.ipynb #270330de
 import argparse, math, os, time
-from contextlib import nullcontext
 import torch
 import torch.distributed as dist
 
 from .common import compute_init, compute_cleanup, print0, autodetect_device_type, get_compute_dtype, get_base_dir
+from .run import autocast_for
 from .checkpoint import load_model, SOURCES
 from .engine import Engine
 from .report import get_report
@@ -244,7 +244,7 @@ def main(argv=None):
     device_type = args.device_type or autodetect_device_type()
     ddp, rank, local_rank, world_size, device = compute_init(device_type)
     dtype = getattr(torch, args.dtype) if args.dtype else get_compute_dtype(device_type)
-    autocast = torch.amp.autocast(device_type=device_type, dtype=dtype) if dtype != torch.float32 and device_type != "mps" else nullcontext()
+    autocast = autocast_for(device_type, dtype)
     model, tokenizer, meta = load_model(args.source, device, phase="eval", model_tag=args.model_tag, step=args.step)
     engine = Engine(model, tokenizer)
     print0(f"chat_eval: {args.source} model step {meta.get('step')} ({sum(p.numel() for p in model.parameters()):,} params) "

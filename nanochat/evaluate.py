@@ -18,6 +18,7 @@ import torch.distributed as dist
 from .common import (compute_init, compute_cleanup, print0, get_base_dir, autodetect_device_type, get_dist_info,
                              get_compute_dtype, atomic_write)
 from .checkpoint import load_model, find_largest_model, SOURCES
+from .run import autocast_for
 from .report import get_report
 # the data side (09_core_data), re-exported: `from nanochat.evaluate import offline_tasks` keeps working
 from .core_data import (TASK_TYPES, TaskSpec, BUNDLE_URL, CORE_NUM_TASKS, OFFLINE_TASKS, check_row, read_rows,
@@ -262,7 +263,7 @@ def main(argv=None):
         print0(f"evaluating {args.source} model {tag} step {meta['step']} on {world_size} rank(s), {eval_data} data, "
                f"max {args.max_per_task if args.max_per_task > 0 else 'all'} per task, {args.procedure} procedure")
         dtype = get_compute_dtype(device_type)
-        ctx = torch.autocast(device_type, dtype=dtype) if dtype != torch.float32 else torch.autocast(device_type, enabled=False)
+        ctx = autocast_for(device_type, dtype)
         with ctx:
             out = evaluate_core(model, tokenizer, tasks, offline=(eval_data == "offline"),
                                 max_per_task=args.max_per_task if args.max_per_task > 0 else None, batch_size=args.batch_size,

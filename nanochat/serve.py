@@ -8,11 +8,11 @@ __all__ = ['SlotCache', 'ragged_mask', 'ragged_attention', 'GenRequest', 'Schedu
 # %% ../nbs/10_serving.ipynb #1d294b93
 import asyncio, sys, time, random, threading
 from collections import deque
-from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 from fastcore.basics import patch
 from .engine import Engine, KVCache, TextStream, _sample as _sample_rows
+from .run import autocast_for
 
 # %% ../nbs/10_serving.ipynb #40626dae
 class SlotCache:
@@ -147,8 +147,7 @@ class Scheduler:
         self.python_start, self.python_end = sp("<|python_start|>"), sp("<|python_end|>")
         self.output_start, self.output_end = sp("<|output_start|>"), sp("<|output_end|>")
         self.engine = Engine(model, tokenizer)   # its tool-call state machine, shared (the server does its own batching)
-        self.autocast = (torch.autocast(self.device.type, dtype=autocast_dtype)
-                         if autocast_dtype not in (None, torch.float32) else nullcontext())
+        self.autocast = autocast_for(self.device.type, torch.float32 if autocast_dtype is None else autocast_dtype)
         self.rows, self.inbox, self.cv = [], deque(), threading.Condition()
         self.stats = dict(requests=0, completed=0, cancelled=0, errors=0, tokens=0, steps=0, busy_s=0.0)
         self.ttft = deque(maxlen=1000)   # seconds from submit to first token, recent requests
