@@ -186,8 +186,8 @@ def _loop(self: Scheduler):
         try:
             with torch.inference_mode(), self.autocast:
                 for req in admit: self._prefill(req)
-                self._retire()
-                if self.rows: self._step()
+                self._retire()      # rows done at their prefill, or cancelled since the last step
+                if self.rows: self._step(); self._retire()   # and those done now: the next admission sees their slots free
         except Exception as e:   # whatever breaks, the thread must live on: fail the requests in flight
             self._fail_all(e)
         self.stats["busy_s"] += time.perf_counter() - t0
