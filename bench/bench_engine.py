@@ -63,7 +63,9 @@ def sync(device):
 
 def package_at(commit, names=("attention", "gpt", "engine")):
     """The modules `names` of the nanochat package as of `commit`, loaded from git history into a temporary package
-    (so the old engine runs the old model code too): a namespace of modules, or None (and why) when not possible."""
+    (so the old engine runs the old model code too): a namespace of modules, or None (and why) when not possible.
+    Every `nanochat/*.py` of that commit goes into the package, so whatever the named modules import is of the same
+    commit too."""
     import importlib, sys, tempfile
     root = pathlib.Path(__file__).resolve().parents[1]
     pkg = f"nanochat_at_{commit}"
@@ -71,13 +73,14 @@ def package_at(commit, names=("attention", "gpt", "engine")):
         d = pathlib.Path(tempfile.mkdtemp(prefix="nanochat_old_")) / pkg
         d.mkdir()
         (d / "__init__.py").write_text("")
-        for name in names:
-            try:
-                src = subprocess.run(["git", "show", f"{commit}:nanochat/{name}.py"], cwd=root, capture_output=True,
-                                     text=True, check=True).stdout
-            except (OSError, subprocess.CalledProcessError) as e:
-                return None, f"cannot read nanochat/{name}.py at {commit} from git ({getattr(e, 'stderr', '') or e}".strip() + ")"
-            (d / f"{name}.py").write_text(src)
+        git = lambda *a: subprocess.run(["git", *a], cwd=root, capture_output=True, text=True, check=True).stdout
+        try:
+            files = [f for f in git("ls-tree", "--name-only", f"{commit}:nanochat/").split() if f.endswith(".py") and f != "__init__.py"]
+            missing = [n for n in names if f"{n}.py" not in files]
+            if missing: return None, f"nanochat/{missing[0]}.py does not exist at {commit}"
+            for f in files: (d / f).write_text(git("show", f"{commit}:nanochat/{f}"))
+        except (OSError, subprocess.CalledProcessError) as e:
+            return None, f"cannot read nanochat/ at {commit} from git ({getattr(e, 'stderr', '') or e}".strip() + ")"
         sys.path.insert(0, str(d.parent))
         try: importlib.import_module(pkg)
         finally: sys.path.remove(str(d.parent))

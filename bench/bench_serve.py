@@ -133,7 +133,7 @@ def run_direct(args, max_batch, model, tok, serve_mod=None, keep=False):
 
 @torch.inference_mode()
 def step_compare(args, old, model, rows=16, steps=200):
-    """The batched decode step alone, old (serve.decode_step of the old package, on the old model code) vs now
+    """The batched decode step alone, old (the old package's step on the old model code) vs now
     (SlotCache.set_rows + model(ids, kv_cache=...)): `rows` rows at different positions, interleaved in blocks of 10
     steps; prints the fastest and the median step (the fastest is what a step costs when nothing else runs)."""
     import statistics
@@ -149,7 +149,12 @@ def step_compare(args, old, model, rows=16, steps=200):
             m(torch.arange(1, n + 1)[None], kv_cache=pc); cache.load(i, pc)
         caches[name] = cache
     ids = torch.arange(rows) + 3
-    def old_step(): return old.serve.decode_step(om, caches["old"], ids, torch.tensor(lengths))
+    if hasattr(old.serve, "decode_step"):   # up to a639103: the server's own copy of the forward
+        def old_step(): return old.serve.decode_step(om, caches["old"], ids, torch.tensor(lengths))
+    else:                                    # since: the slot cache behind the model's forward, as now
+        def old_step():
+            caches["old"].set_rows(lengths)
+            return om(ids[:, None], kv_cache=caches["old"])[:, -1]
     def new_step():
         caches["now"].set_rows(lengths)
         return model(ids[:, None], kv_cache=caches["now"])[:, -1]
