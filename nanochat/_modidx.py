@@ -246,6 +246,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'nanochat.gpt._chunked_loss': ('gpt.html#_chunked_loss', 'nanochat/gpt.py'),
                               'nanochat.gpt._depth_dims': ('gpt.html#_depth_dims', 'nanochat/gpt.py'),
                               'nanochat.gpt._depth_ok': ('gpt.html#_depth_ok', 'nanochat/gpt.py'),
+                              'nanochat.gpt.cache_attention': ('gpt.html#cache_attention', 'nanochat/gpt.py'),
                               'nanochat.gpt.softcap_cross_entropy': ('gpt.html#softcap_cross_entropy', 'nanochat/gpt.py')},
             'nanochat.midtrain': { 'nanochat.midtrain._dataset': ('midtrain.html#_dataset', 'nanochat/midtrain.py'),
                                    'nanochat.midtrain.advance': ('midtrain.html#advance', 'nanochat/midtrain.py'),
