@@ -29,7 +29,10 @@ done
 
 # The sizing (run1000.sh overrides these): depth, rows per GPU per forward, shards to download, tokenizer characters.
 DEPTH=${DEPTH:-20}
-DEVICE_BATCH_SIZE=${DEVICE_BATCH_SIZE:-32}
+# 16 rows per GPU at d20, not the reference's 32 (DEVICE_BATCH_SIZE=32 runs that, same total batch, 1 micro-step
+# instead of 2): compiled on one H200, d20's training step kept 0.815 of its eager activations (scripts/gpu_check.sh),
+# which puts 32 rows at 73.0 GB per rank, 9% headroom on an 80 GB H100; 16 rows need 43.1 GB (bench.bench_gpu_budget)
+DEVICE_BATCH_SIZE=${DEVICE_BATCH_SIZE:-16}
 SHARDS=${SHARDS:-240}          # d20 at 20 tokens/param: 11.2B tokens ~ 54B chars ~ 216 shards of 250M chars (+margin)
 TOK_CHARS=${TOK_CHARS:-2000000000}
 WANDB_RUN=${WANDB_RUN:-}

@@ -43,7 +43,7 @@ def test_accounting_matches_the_cpu_allocator(chunk_elems):
 
 def test_flags_come_from_the_scripts():
     d20, d32 = bud.script_flags("speedrun"), bud.script_flags("run1000")
-    assert (d20["DEPTH"], d20["DEVICE_BATCH_SIZE"]) == (20, 32) and (d32["DEPTH"], d32["DEVICE_BATCH_SIZE"]) == (32, 8)
+    assert (d20["DEPTH"], d20["DEVICE_BATCH_SIZE"]) == (20, 16) and (d32["DEPTH"], d32["DEVICE_BATCH_SIZE"]) == (32, 8)
     assert "--device-batch-size=8" in d32["BASE"] and "--depth=32" in d32["BASE"]
     text = open(os.path.join(REPO, "scripts", "run1000.sh")).read()
     assert re.search(r"DEPTH=32 DEVICE_BATCH_SIZE=8 ", text)
