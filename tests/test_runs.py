@@ -78,7 +78,7 @@ def test_run1000_dry_run_is_the_speedrun_dry_run_at_d32():
     assert base_argv[:2] == ["--depth=32", "--device-batch-size=8"] and "--model-tag=d32" in base_argv, base_argv
 
 
-@pytest.mark.parametrize("script,depth,batch,shards,chars", [("speedrun.sh", 20, 32, "240", 2000000000),
+@pytest.mark.parametrize("script,depth,batch,shards,chars", [("speedrun.sh", 20, 16, "240", 2000000000),
                                                              ("run1000.sh", 32, 8, "800", 4000000000)])
 def test_real_run_flags_parse(script, depth, batch, shards, chars):
     "The real runs' command lines, without the toy overrides, wandb and RL on: every flag parses, the sizing arrives."
