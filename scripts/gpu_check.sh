@@ -82,6 +82,8 @@ check train_d20 150 "$PY" -m bench.bench_train --device cuda --depth 20 --batch-
 # 2. decode: KV-cache engine at batch 1 and 16, d20, bf16 (tokens/s and fraction of the HBM-bandwidth limit)
 #    (and 3 interleaved pairs against the engine before the decode work, a639103)
 check engine_d20 150 "$PY" -m bench.bench_engine --device cuda --depth 20 --vocab 65536 --dtype bfloat16 --batch 1,16 --skip-naive --reps 3
+#    and the SDPA kernel choice for a cached step (cuDNN's per-shape plans vs the kernels GPT.forward allows)
+check decode_backends 90 "$PY" -m bench.bench_decode_backends
 # 3. every stage, tiny, through torchrun on 1 GPU (the speedrun's own script and flags, toy sizes, on cuda)
 check pipeline_1gpu 240 env NPROC=1 DRY_DEVICE=cuda bash scripts/speedrun.sh --dry-run
 
