@@ -227,7 +227,9 @@ class _SoftcapCrossEntropy(torch.autograd.Function):
 
 def _autocast_dtype(device_type):
     "The dtype autocast computes matmuls in on this device type, or None when autocast is off (or unknown there, e.g. meta)."
-    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
+    # (no availability check inside torch.compile: it only compiles for devices that have autocast, and torch 2.11's
+    # dynamo cannot trace that check, so it split the compiled forward in two)
+    if (torch.compiler.is_compiling() or torch.amp.is_autocast_available(device_type)) and torch.is_autocast_enabled(device_type):
         return torch.get_autocast_dtype(device_type)
     return None
 
