@@ -1,7 +1,7 @@
 """Which SDPA kernel a cached decode should use on a GPU: PyTorch's default choice (cuDNN's attention, on Hopper)
 against the flash / memory-efficient / math kernels that `GPT.forward` allows with a cache (`cache_attention`).
 
-    python -m bench.bench_decode_backends                    # CUDA only: d20, vocab 65,536, bf16 (~40 s on an H200)
+    python -m bench.bench_decode_backends                    # CUDA only: d20, vocab 65,536, bf16
 
 cuDNN builds an execution plan the first time it sees a shape, and a KV cache's key length is a new shape at every
 decode step, so the first generation at every new length pays a plan per step. The script times Engine.generate
