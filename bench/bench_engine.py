@@ -27,7 +27,7 @@ Measure with OMP_NUM_THREADS=1 (or --threads 1) on a quiet machine; the spread s
 import argparse, pathlib, statistics, subprocess, time, types
 import torch
 
-from nanochat.gpt import GPT, GPTConfig
+from nanochat.gpt import GPT, GPTConfig, head_probe
 from nanochat.engine import Engine, sample_next_token
 
 # peak HBM bandwidth, bytes/s, matched against torch.cuda.get_device_name() (first match wins)
@@ -155,6 +155,11 @@ def main():
     print(f"device {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f", {torch.get_num_threads()} threads")
           + f" | depth {c.n_layer}, n_embd {c.n_embd}, {c.n_head} heads, vocab {c.vocab_size}, "
           f"{model.num_params() / 1e6:.1f}M params, {args.dtype} | prompt {args.prompt}, generate {args.gen}")
+
+    if device.type == "cpu":   # the decode step's head in its two forms (decode_head keeps the faster, 03_gpt)
+        for B in batches:
+            with torch.inference_mode(): t_lin, t_col = head_probe(torch.randn(B, c.n_embd, dtype=dtype), model.lm_head.weight)
+            print(f"lm_head of a batch-{B} decode step (head_probe): F.linear {t_lin * 1e6:.0f} us, (W @ x.T).T {t_col * 1e6:.0f} us")
 
     # warm up both paths (allocator, kernels, lazy init) on a short run
     time_engine(engine, prompt, max(batches), 4, device)
